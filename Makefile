@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make run    build, start a local redis-server if REDIS_URL does not answer, start the stack
+#   make test   build and run every test (C++ unit and integration, Python interop)
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: run test deps venv build unit interop clean
+
+run: deps build
+	scripts/run-local.sh
+
+test: deps venv build
+	scripts/test.sh
+
+deps:
+	scripts/install-deps.sh
+
+venv:
+	scripts/setup-venv.sh
+
+build:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+interop: build venv
+	.venv/bin/python -m pytest tests/interop -q
+
+clean:
+	rm -rf $(BUILD)
