@@ -1,0 +1,12 @@
+// Subcommands of the `celeriac` executable. Each part that offers commands defines one
+// `add_*_commands` function in its own file under src/cli/ and main.cc calls it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace celeriac::cli {
+
+// The return code of the chosen subcommand is written to `exit_code` by its callback.
+void add_version_command(CLI::App& app, int& exit_code);
+
+}  // namespace celeriac::cli
