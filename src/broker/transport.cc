@@ -1,0 +1,236 @@
+// kombu-compatible Redis transport (see transport.h).
+#include "broker/transport.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace celeriac::broker {
+namespace {
+
+// Pops from the keys in order until max_count messages are taken. A message that is not a
+// JSON object with properties.delivery_tag cannot be tracked in `unacked` (a Python restorer
+// would choke on it), so it goes to the dead-letter list instead, in the same atomic step.
+// KEYS: unacked, unacked_index, dead_letter, list keys...   ARGV: max_count, worker name
+// Returns a flat array: "D", queue_key, envelope | "X", queue_key, reason
+const redis::Script kReserveScript(R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local max = tonumber(ARGV[1])
+local out = {}
+local taken = 0
+for i = 4, #KEYS do
+  while taken < max do
+    local msg = redis.call('RPOP', KEYS[i])
+    if not msg then break end
+    local ok, env = pcall(cjson.decode, msg)
+    local tag, ex, rk
+    local reason
+    if not ok then
+      reason = 'message is not valid JSON'
+    elseif type(env) ~= 'table' or type(env.properties) ~= 'table' then
+      reason = 'message has no properties object'
+    else
+      tag = env.properties.delivery_tag
+      if type(tag) ~= 'string' or tag == '' then
+        reason = 'message has no properties.delivery_tag'
+      end
+      local di = env.properties.delivery_info
+      if type(di) == 'table' then ex = di.exchange; rk = di.routing_key end
+    end
+    if reason then
+      redis.call('LPUSH', KEYS[3], cjson.encode({reason = reason, queue = KEYS[i],
+        message = msg, time = now, worker = ARGV[2]}))
+      out[#out + 1] = 'X'; out[#out + 1] = KEYS[i]; out[#out + 1] = reason
+    else
+      if type(ex) ~= 'string' then ex = '' end
+      if type(rk) ~= 'string' then rk = string.gsub(KEYS[i], '\6\22%d$', '') end
+      redis.call('HSET', KEYS[1], tag, '[' .. msg .. ',' .. cjson.encode(ex) .. ',' ..
+        cjson.encode(rk) .. ']')
+      redis.call('ZADD', KEYS[2], now, tag)
+      out[#out + 1] = 'D'; out[#out + 1] = KEYS[i]; out[#out + 1] = msg
+      taken = taken + 1
+    end
+  end
+  if taken >= max then break end
+end
+return out
+)lua");
+
+}  // namespace
+
+std::string priority_key(std::string_view queue, int priority) {
+  int step = 0;
+  for (int s : kPrioritySteps) {
+    if (s <= std::clamp(priority, 0, 9)) step = s;
+  }
+  if (step == 0) return std::string(queue);
+  return std::string(queue) + std::string(kSep) + std::to_string(step);
+}
+
+std::string queue_of_key(std::string_view key) {
+  if (key.size() >= 3 && key.substr(key.size() - 3, 2) == kSep &&
+      std::isdigit(static_cast<unsigned char>(key.back()))) {
+    return std::string(key.substr(0, key.size() - 3));
+  }
+  return std::string(key);
+}
+
+std::vector<std::string> consume_order(const std::vector<std::string>& queues) {
+  std::vector<std::string> keys;
+  for (int step : kPrioritySteps) {
+    for (const auto& q : queues) keys.push_back(priority_key(q, step));
+  }
+  return keys;
+}
+
+std::string fanout_channel(int db, std::string_view exchange, std::string_view routing_key) {
+  std::string channel = "/" + std::to_string(db) + "." + std::string(exchange);
+  if (!routing_key.empty()) channel += "/" + std::string(routing_key);
+  return channel;
+}
+
+Transport::Transport(redis::Url url, TransportOptions options)
+    : conn_(std::move(url)), options_(std::move(options)) {}
+
+void Transport::declare_queue(std::string_view queue) {
+  std::string member = std::string(queue) + std::string(kSep) + std::string(kSep) + std::string(queue);
+  conn_.command({"SADD", "_kombu.binding." + std::string(queue), member}).ok();
+}
+
+void Transport::publish(std::string_view queue, int priority, std::string_view envelope) {
+  conn_.command({"LPUSH", priority_key(queue, priority), envelope}).ok();
+}
+
+int Transport::publish_direct(std::string_view exchange, std::string_view routing_key,
+                              std::string_view envelope) {
+  redis::Reply members =
+      conn_.command({"SMEMBERS", "_kombu.binding." + std::string(exchange)});
+  members.ok();
+  std::vector<std::string> queues;
+  for (const auto& m : members.elements) {
+    // member = routing_key SEP pattern SEP queue
+    auto first = m.str.find(kSep);
+    if (first == std::string::npos) continue;
+    auto second = m.str.find(kSep, first + 2);
+    if (second == std::string::npos) continue;
+    if (m.str.compare(0, first, routing_key) != 0 || first != routing_key.size()) continue;
+    std::string queue = m.str.substr(second + 2);
+    if (std::find(queues.begin(), queues.end(), queue) == queues.end()) queues.push_back(queue);
+  }
+  for (const auto& q : queues) conn_.command({"LPUSH", q, envelope}).ok();
+  return static_cast<int>(queues.size());
+}
+
+void Transport::publish_fanout(std::string_view exchange, std::string_view routing_key,
+                               std::string_view envelope) {
+  conn_.command({"PUBLISH", fanout_channel(db(), exchange, routing_key), envelope}).ok();
+}
+
+ReserveResult Transport::reserve(const std::vector<std::string>& keys, int max_count) {
+  redis::Args script_keys{options_.unacked_key, options_.unacked_index_key,
+                          options_.dead_letter_key};
+  script_keys.insert(script_keys.end(), keys.begin(), keys.end());
+  redis::Reply reply =
+      kReserveScript.run(conn_, script_keys, {std::to_string(max_count), options_.worker_name});
+  reply.ok();
+  ReserveResult result;
+  for (size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
+    const auto& kind = reply.elements[i].str;
+    if (kind == "D") {
+      result.deliveries.push_back(
+          {queue_of_key(reply.elements[i + 1].str), std::move(reply.elements[i + 2].str)});
+    } else {
+      result.dead_letters.push_back(
+          {queue_of_key(reply.elements[i + 1].str), reply.elements[i + 2].str});
+    }
+  }
+  return result;
+}
+
+void Transport::ack(const std::vector<std::string>& tags) {
+  if (tags.empty()) return;
+  redis::Args zrem{"ZREM", options_.unacked_index_key};
+  redis::Args hdel{"HDEL", options_.unacked_key};
+  zrem.insert(zrem.end(), tags.begin(), tags.end());
+  hdel.insert(hdel.end(), tags.begin(), tags.end());
+  auto replies = conn_.pipeline({{"MULTI"}, zrem, hdel, {"EXEC"}});
+  replies.back().ok();
+}
+
+void Transport::dead_letter(std::string_view queue, std::string_view envelope,
+                            std::string_view tag, std::string_view reason) {
+  nlohmann::json entry = {
+      {"reason", reason},
+      {"queue", queue},
+      {"message", envelope},
+      {"time", std::chrono::duration<double>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count()},
+      {"worker", options_.worker_name}};
+  std::vector<redis::Args> cmds{{"MULTI"},
+                                {"LPUSH", options_.dead_letter_key,
+                                 entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}};
+  if (!tag.empty()) {
+    cmds.push_back({"ZREM", options_.unacked_index_key, std::string(tag)});
+    cmds.push_back({"HDEL", options_.unacked_key, std::string(tag)});
+  }
+  cmds.push_back({"EXEC"});
+  conn_.pipeline(cmds).back().ok();
+}
+
+bool Transport::requeue(std::string_view tag, bool to_head) {
+  // WATCH/MULTI as kombu's restore_by_tag: if another restorer touches `unacked` meanwhile,
+  // EXEC fails and we look again.
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    conn_.command({"WATCH", options_.unacked_key}).ok();
+    redis::Reply held = conn_.command({"HGET", options_.unacked_key, tag});
+    if (held.is_nil()) {
+      conn_.command({"UNWATCH"});
+      return false;
+    }
+    nlohmann::json entry;
+    try {
+      entry = nlohmann::json::parse(held.str);
+    } catch (const std::exception&) {
+      conn_.command({"UNWATCH"});
+      conn_.pipeline({{"ZREM", options_.unacked_index_key, std::string(tag)},
+                      {"HDEL", options_.unacked_key, std::string(tag)}});
+      return false;
+    }
+    nlohmann::json envelope = entry.at(0);
+    std::string exchange = entry.size() > 1 && entry[1].is_string() ? entry[1].get<std::string>() : "";
+    std::string routing_key =
+        entry.size() > 2 && entry[2].is_string() ? entry[2].get<std::string>() : "";
+    envelope["headers"]["redelivered"] = true;
+    envelope["properties"]["delivery_info"]["redelivered"] = true;
+    int priority = envelope["properties"].value("priority", 0);
+    std::vector<std::string> queues;
+    if (exchange.empty()) {
+      queues.push_back(routing_key);
+    } else {
+      redis::Reply members = conn_.command({"SMEMBERS", "_kombu.binding." + exchange});
+      for (const auto& m : members.elements) {
+        auto first = m.str.find(kSep);
+        auto second = first == std::string::npos ? first : m.str.find(kSep, first + 2);
+        if (second == std::string::npos) continue;
+        if (m.str.substr(0, first) == routing_key) queues.push_back(m.str.substr(second + 2));
+      }
+      if (queues.empty()) queues.push_back(routing_key);
+    }
+    std::vector<redis::Args> cmds{{"MULTI"},
+                                  {"ZREM", options_.unacked_index_key, std::string(tag)},
+                                  {"HDEL", options_.unacked_key, std::string(tag)}};
+    std::string text = envelope.dump();
+    for (const auto& q : queues) {
+      cmds.push_back({to_head ? "LPUSH" : "RPUSH", priority_key(q, priority), text});
+    }
+    cmds.push_back({"EXEC"});
+    auto replies = conn_.pipeline(cmds);
+    if (!replies.back().is_nil()) return true;  // nil EXEC = the watched key changed
+  }
+  return false;
+}
+
+}  // namespace celeriac::broker

@@ -1,0 +1,93 @@
+// kombu's Redis transport, as a Python Celery worker or client sees it (celery-on-redis.md §4-5):
+// queues are lists (LPUSH in, RPOP out), priority steps live in "<queue>\x06\x16<step>" lists,
+// routing goes through the _kombu.binding.<exchange> sets, fan-out goes over pub/sub, and every
+// message a consumer holds is recorded in the `unacked` hash + `unacked_index` zset until acked.
+//
+// Reservation is one Lua script: pop and record happen atomically, so there is no instant at
+// which a message exists only in a worker's memory (kombu's BRPOP-then-HSET has one).
+// A Transport wraps one connection and is used by one thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "redis/connection.h"
+
+namespace celeriac::broker {
+
+inline constexpr std::string_view kSep = "\x06\x16";
+inline constexpr int kPrioritySteps[] = {0, 3, 6, 9};
+
+// The list holding messages of `priority` (0-9; on Redis 0 is served first) for `queue`.
+std::string priority_key(std::string_view queue, int priority);
+// The queue a list key belongs to ("celery\x06\x163" -> "celery").
+std::string queue_of_key(std::string_view key);
+// Every list of `queues` in the order kombu's BRPOP serves them: by priority step, then queue.
+std::vector<std::string> consume_order(const std::vector<std::string>& queues);
+// Pub/sub channel of a fan-out exchange ("/0.celeryev/task.multi", "/0.celery.pidbox").
+std::string fanout_channel(int db, std::string_view exchange, std::string_view routing_key);
+
+struct TransportOptions {
+  std::string unacked_key = "unacked";
+  std::string unacked_index_key = "unacked_index";
+  std::string dead_letter_key = "celeriac.deadletter";
+  std::string worker_name;  // recorded in dead-letter entries
+};
+
+// A message taken from a queue and recorded as unacked.
+struct Delivery {
+  std::string queue;     // queue name (priority suffix removed)
+  std::string envelope;  // the exact text that was in the list
+};
+
+// A message the reserve script moved straight to the dead-letter list (not JSON, no tag).
+struct DeadLetter {
+  std::string queue;
+  std::string reason;
+};
+
+struct ReserveResult {
+  std::vector<Delivery> deliveries;
+  std::vector<DeadLetter> dead_letters;
+};
+
+class Transport {
+ public:
+  Transport(redis::Url url, TransportOptions options = {});
+
+  redis::Connection& connection() { return conn_; }
+  int db() const { return conn_.url().db; }
+
+  // Makes `queue` routable through the direct exchange of the same name, as Celery's
+  // Queue(name, Exchange(name), routing_key=name) does: SADD _kombu.binding.<q> "<q>SEPSEP<q>".
+  void declare_queue(std::string_view queue);
+  // LPUSH to the queue's list for `priority`.
+  void publish(std::string_view queue, int priority, std::string_view envelope);
+  // Routes through a direct exchange's binding table; returns how many queues got it
+  // (0 = dropped, as kombu drops unroutable messages).
+  int publish_direct(std::string_view exchange, std::string_view routing_key,
+                     std::string_view envelope);
+  // PUBLISH on the exchange's fan-out channel.
+  void publish_fanout(std::string_view exchange, std::string_view routing_key,
+                      std::string_view envelope);
+
+  // Takes up to `max_count` messages from `keys` (list keys in service order), recording each
+  // in unacked/unacked_index in the same atomic step. Never blocks.
+  ReserveResult reserve(const std::vector<std::string>& keys, int max_count);
+  // Acknowledges: removes the tags from unacked/unacked_index (one round trip for all).
+  void ack(const std::vector<std::string>& delivery_tags);
+  // Moves a delivered message to the dead-letter list with a reason and acks it, atomically.
+  void dead_letter(std::string_view queue, std::string_view envelope, std::string_view tag,
+                   std::string_view reason);
+  // Puts an unacked message back on its queue (marked redelivered) and removes it from
+  // unacked, as kombu's restore does. `to_head` = consumed last (reject with requeue).
+  // Returns false when the tag is not held (already acked or restored by someone else).
+  bool requeue(std::string_view delivery_tag, bool to_head = false);
+
+ private:
+  redis::Connection conn_;
+  TransportOptions options_;
+};
+
+}  // namespace celeriac::broker

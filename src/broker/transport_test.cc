@@ -1,0 +1,135 @@
+#include "broker/transport.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "celery/codec.h"
+#include "celery/message.h"
+#include "redis_server.h"
+
+using namespace celeriac;
+using nlohmann::json;
+
+class TransportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server = new test_support::RedisServer(); }
+  static void TearDownTestSuite() { delete server; }
+  void SetUp() override { server->flushall(); }
+  static test_support::RedisServer* server;
+
+  std::string message(const std::string& queue, int priority = 0) {
+    celery::TaskMessage m;
+    m.id = celery::uuid4();
+    m.task = "tasks.add";
+    m.args = celery::Json::array({1, 2});
+    m.routing_key = queue;
+    m.priority = priority;
+    return celery::encode_task_message(m);
+  }
+};
+test_support::RedisServer* TransportTest::server = nullptr;
+
+TEST(Keys, PriorityStepsAndOrder) {
+  EXPECT_EQ(broker::priority_key("celery", 0), "celery");
+  EXPECT_EQ(broker::priority_key("celery", 2), "celery");
+  EXPECT_EQ(broker::priority_key("celery", 5), std::string("celery\x06\x16") + "3");
+  EXPECT_EQ(broker::priority_key("celery", 9), std::string("celery\x06\x16") + "9");
+  EXPECT_EQ(broker::queue_of_key(std::string("a\x06\x16") + "6"), "a");
+  auto order = broker::consume_order({"a", "b"});
+  ASSERT_EQ(order.size(), 8u);
+  EXPECT_EQ(order[0], "a");
+  EXPECT_EQ(order[1], "b");
+  EXPECT_EQ(order[2], std::string("a\x06\x16") + "3");
+  EXPECT_EQ(broker::fanout_channel(0, "celeryev", "task.multi"), "/0.celeryev/task.multi");
+  EXPECT_EQ(broker::fanout_channel(3, "celery.pidbox", ""), "/3.celery.pidbox");
+}
+
+TEST_F(TransportTest, ReserveRecordsUnackedAtomicallyAndAckRemoves) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  std::string m1 = message("celery"), m2 = message("celery");
+  t.publish("celery", 0, m1);
+  t.publish("celery", 0, m2);
+  auto r = t.reserve(broker::consume_order({"celery"}), 10);
+  ASSERT_EQ(r.deliveries.size(), 2u);
+  EXPECT_EQ(r.deliveries[0].envelope, m1);  // FIFO
+  EXPECT_EQ(r.deliveries[0].queue, "celery");
+  auto& c = t.connection();
+  EXPECT_EQ(c.command({"LLEN", "celery"}).integer, 0);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 2);
+  EXPECT_EQ(c.command({"ZCARD", "unacked_index"}).integer, 2);
+  // The hash value is kombu's [envelope, exchange, routing_key], readable by a Python restorer.
+  std::string tag = celery::envelope_delivery_tag(m1);
+  json held = json::parse(c.command({"HGET", "unacked", tag}).str);
+  EXPECT_EQ(held[0], json::parse(m1));
+  EXPECT_EQ(held[1], "");
+  EXPECT_EQ(held[2], "celery");
+  t.ack({tag, celery::envelope_delivery_tag(m2)});
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 0);
+  EXPECT_EQ(c.command({"ZCARD", "unacked_index"}).integer, 0);
+}
+
+TEST_F(TransportTest, ReserveHonoursMaxCountAndPriority) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  std::string low = message("celery", 9), high = message("celery", 0);
+  t.publish("celery", 9, low);
+  t.publish("celery", 0, high);
+  auto r = t.reserve(broker::consume_order({"celery"}), 1);
+  ASSERT_EQ(r.deliveries.size(), 1u);
+  EXPECT_EQ(r.deliveries[0].envelope, high);
+  r = t.reserve(broker::consume_order({"celery"}), 5);
+  ASSERT_EQ(r.deliveries.size(), 1u);
+  EXPECT_EQ(r.deliveries[0].envelope, low);
+  EXPECT_TRUE(t.reserve(broker::consume_order({"celery"}), 5).deliveries.empty());
+}
+
+TEST_F(TransportTest, UntrackableMessagesGoToTheDeadLetterList) {
+  broker::TransportOptions opts;
+  opts.worker_name = "w@test";
+  broker::Transport t(redis::Url::parse(server->url()), opts);
+  t.publish("celery", 0, "{not json");
+  t.publish("celery", 0, R"({"body": "x", "properties": {}})");
+  std::string good = message("celery");
+  t.publish("celery", 0, good);
+  auto r = t.reserve(broker::consume_order({"celery"}), 10);
+  ASSERT_EQ(r.dead_letters.size(), 2u);
+  EXPECT_EQ(r.dead_letters[0].reason, "message is not valid JSON");
+  ASSERT_EQ(r.deliveries.size(), 1u);
+  auto& c = t.connection();
+  auto entries = c.command({"LRANGE", "celeriac.deadletter", "0", "-1"});
+  ASSERT_EQ(entries.elements.size(), 2u);
+  json first = json::parse(entries.elements[1].str);  // LPUSH: oldest last
+  EXPECT_EQ(first["message"], "{not json");
+  EXPECT_EQ(first["queue"], "celery");
+  EXPECT_EQ(first["worker"], "w@test");
+  // Dead-lettering a delivered message acks it at the same time.
+  t.dead_letter("celery", good, celery::envelope_delivery_tag(good), "bad body");
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 0);
+  EXPECT_EQ(c.command({"LLEN", "celeriac.deadletter"}).integer, 3);
+}
+
+TEST_F(TransportTest, RequeueRestoresAsKombuDoes) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  std::string m = message("celery", 6);
+  t.publish("celery", 6, m);
+  auto r = t.reserve(broker::consume_order({"celery"}), 1);
+  ASSERT_EQ(r.deliveries.size(), 1u);
+  std::string tag = celery::envelope_delivery_tag(m);
+  EXPECT_TRUE(t.requeue(tag));
+  EXPECT_FALSE(t.requeue(tag));  // no longer held
+  auto& c = t.connection();
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 0);
+  auto back = c.command({"RPOP", broker::priority_key("celery", 6)});
+  ASSERT_FALSE(back.is_nil());
+  json env = json::parse(back.str);
+  EXPECT_EQ(env["headers"]["redelivered"], true);
+  EXPECT_EQ(env["properties"]["delivery_info"]["redelivered"], true);
+  EXPECT_EQ(env["properties"]["delivery_tag"], tag);  // kombu keeps the tag
+}
+
+TEST_F(TransportTest, DirectExchangeRoutesThroughBindings) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  t.declare_queue("q1");
+  EXPECT_EQ(t.publish_direct("q1", "q1", "x"), 1);
+  EXPECT_EQ(t.publish_direct("q1", "other", "y"), 0);  // unroutable: dropped, as kombu
+  EXPECT_EQ(t.connection().command({"LLEN", "q1"}).integer, 1);
+}
