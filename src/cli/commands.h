@@ -8,5 +8,7 @@ namespace celeriac::cli {
 
 // The return code of the chosen subcommand is written to `exit_code` by its callback.
 void add_version_command(CLI::App& app, int& exit_code);
+// worker, call (queue_commands.cc)
+void add_queue_commands(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli

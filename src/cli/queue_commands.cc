@@ -1,0 +1,179 @@
+// `celeriac worker` and `celeriac call`: the queue side of the command line
+// (flags documented in docs/cli-contract.md, named like Celery's).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "celery/codec.h"
+#include "cli/commands.h"
+#include "client/app.h"
+#include "tasks/builtin_tasks.h"
+#include "worker/worker.h"
+
+namespace celeriac::cli {
+namespace {
+
+// Celery's environment variables, most specific first.
+std::string env_or(const char* a, const char* b, const std::string& fallback) {
+  if (const char* v = std::getenv(a); v && *v) return v;
+  if (b) {
+    if (const char* v = std::getenv(b); v && *v) return v;
+  }
+  return fallback;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string part = text.substr(start, end - start);
+    if (!part.empty()) out.push_back(part);
+    start = end + 1;
+  }
+  return out;
+}
+
+void set_log_level(const std::string& level) {
+  auto l = spdlog::level::from_str(level == "warning" ? "warn" : level);
+  spdlog::set_level(l == spdlog::level::off && level != "off" ? spdlog::level::info : l);
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+}
+
+}  // namespace
+
+void add_queue_commands(CLI::App& app, int& exit_code) {
+  // ---- worker ----
+  auto* w = app.add_subcommand("worker", "Consume Celery tasks from Redis and run them");
+  auto opts = std::make_shared<worker::WorkerOptions>();
+  auto queues = std::make_shared<std::string>("celery");
+  auto loglevel = std::make_shared<std::string>("info");
+  auto test_tasks = std::make_shared<bool>(false);
+  opts->broker_url = env_or("CELERY_BROKER_URL", "REDIS_URL", opts->broker_url);
+  opts->backend_url = env_or("CELERY_RESULT_BACKEND", nullptr, "");
+  w->add_option("-b,--broker", opts->broker_url, "Broker URL (env CELERY_BROKER_URL, REDIS_URL)");
+  w->add_option("--result-backend", opts->backend_url, "Result backend URL (default: the broker)");
+  w->add_option("-c,--concurrency", opts->concurrency, "Executor threads (default: CPUs)");
+  w->add_option("-Q,--queues", *queues, "Comma-separated queues to consume");
+  w->add_option("-n,--hostname", opts->hostname, "Node name (default celeriac@%h)");
+  w->add_option("-l,--loglevel", *loglevel, "debug, info, warning, error");
+  w->add_option("--prefetch-multiplier", opts->prefetch_multiplier, "Messages held per thread");
+  w->add_option("--result-expires", opts->result_expires_s, "Result TTL in seconds (0 = keep)");
+  w->add_flag("-E,--task-events", opts->task_events, "Send task events");
+  w->add_flag("--test-tasks", *test_tasks, "Also register the tests.* tasks");
+  w->add_option("--dead-letter", opts->dead_letter_key, "List for unprocessable messages");
+  w->callback([=, &exit_code] {
+    set_log_level(*loglevel);
+    opts->queues = split_commas(*queues);
+    worker::TaskRegistry registry;
+    tasks::register_builtin_tasks(registry);
+    if (*test_tasks) tasks::register_test_tasks(registry);
+
+    // Signals are taken by one thread with sigwait, so no handler runs inside a task.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    worker::Worker wk(*opts, std::move(registry));
+    std::thread signals([&wk, set] {
+      int sig = 0;
+      int count = 0;
+      while (sigwait(&set, &sig) == 0) {
+        if (sig == 0) return;
+        if (sig == SIGQUIT || ++count > 1) {
+          spdlog::warn("event=cold-shutdown signal={}", sig);
+          std::_Exit(1);
+        }
+        spdlog::info("event=warm-shutdown signal={}", sig);
+        wk.stop();
+      }
+    });
+    signals.detach();
+    exit_code = wk.run();
+  });
+
+  // ---- call ----
+  auto* c = app.add_subcommand("call", "Send a task and optionally wait for its result");
+  struct CallArgs {
+    std::string name;
+    std::vector<std::string> args;
+    std::string kwargs = "{}";
+    std::string broker, backend;
+    client::SendOptions send;
+    std::optional<double> countdown, expires;
+    std::string eta;
+    bool wait = false;
+    double timeout_s = 60;
+  };
+  auto a = std::make_shared<CallArgs>();
+  a->broker = env_or("CELERY_BROKER_URL", "REDIS_URL", "redis://127.0.0.1:6379/0");
+  a->backend = env_or("CELERY_RESULT_BACKEND", nullptr, "");
+  c->add_option("name", a->name, "Task name")->required();
+  c->add_option("args", a->args, "Positional arguments (JSON, or plain strings)");
+  c->add_option("--kwargs", a->kwargs, "Keyword arguments as a JSON object");
+  c->add_option("-b,--broker", a->broker, "Broker URL");
+  c->add_option("--result-backend", a->backend, "Result backend URL");
+  c->add_option("-Q,--queue", a->send.queue, "Queue");
+  c->add_option("--countdown", a->countdown, "Seconds to wait before running");
+  c->add_option("--eta", a->eta, "ISO-8601 time to run at");
+  c->add_option("--expires", a->expires, "Seconds after which the task is discarded");
+  c->add_option("--priority", a->send.priority, "0-9 (0 is served first on Redis)");
+  c->add_flag("--wait", a->wait, "Wait for the result and print it");
+  c->add_option("--timeout", a->timeout_s, "Seconds --wait waits");
+  c->callback([a, &exit_code] {
+    spdlog::set_level(spdlog::level::warn);
+    celery::Json args = celery::Json::array();
+    for (const auto& text : a->args) {
+      try {
+        args.push_back(celery::Json::parse(text));
+      } catch (const celery::Json::parse_error&) {
+        args.push_back(text);
+      }
+    }
+    celery::Json kwargs;
+    try {
+      kwargs = celery::Json::parse(a->kwargs);
+    } catch (const celery::Json::parse_error& e) {
+      std::cerr << "error: --kwargs is not valid JSON: " << e.what() << "\n";
+      exit_code = 64;
+      return;
+    }
+    a->send.countdown_s = a->countdown;
+    a->send.expires_s = a->expires;
+    if (!a->eta.empty()) {
+      a->send.eta = celery::parse_iso8601(a->eta);
+      if (!a->send.eta) {
+        std::cerr << "error: --eta is not an ISO-8601 date-time\n";
+        exit_code = 64;
+        return;
+      }
+    }
+    auto app = client::App::create(a->broker, a->backend);
+    auto result = app->send_task(a->name, args, kwargs, a->send);
+    if (!a->wait) {
+      std::cout << result.id() << "\n";
+      exit_code = 0;
+      return;
+    }
+    try {
+      celery::Json value =
+          result.get(std::chrono::milliseconds(static_cast<long>(a->timeout_s * 1000)));
+      std::cout << value.dump() << "\n";
+      exit_code = 0;
+    } catch (const client::TaskFailed& e) {
+      std::cerr << e.info().type << ": " << e.info().message() << "\n";
+      exit_code = 1;
+    } catch (const client::TimeoutError& e) {
+      std::cerr << "timeout: " << e.what() << "\n";
+      exit_code = 2;
+    }
+  });
+}
+
+}  // namespace celeriac::cli

@@ -1,0 +1,127 @@
+// Built-in and test tasks (see builtin_tasks.h).
+#include "tasks/builtin_tasks.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "celery/codec.h"
+
+namespace celeriac::tasks {
+namespace {
+
+using celery::Json;
+using worker::TaskContext;
+using worker::TaskError;
+
+std::string python_type_name(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::null: return "NoneType";
+    case Json::value_t::boolean: return "bool";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned: return "int";
+    case Json::value_t::number_float: return "float";
+    case Json::value_t::string: return "str";
+    case Json::value_t::array: return "list";
+    default: return "dict";
+  }
+}
+
+// Python's `x + y` for the JSON types: ints stay ints, mixed numbers become floats,
+// strings and lists concatenate; anything else is a TypeError as in Python.
+Json python_add(const Json& x, const Json& y) {
+  if (x.is_number_integer() && y.is_number_integer() && !x.is_boolean() && !y.is_boolean()) {
+    long long a = x.get<long long>(), b = y.get<long long>(), sum;
+    if (!__builtin_add_overflow(a, b, &sum)) return sum;
+    return static_cast<double>(a) + static_cast<double>(b);
+  }
+  if (x.is_number() && y.is_number()) return x.get<double>() + y.get<double>();
+  if (x.is_string() && y.is_string()) return x.get<std::string>() + y.get<std::string>();
+  if (x.is_array() && y.is_array()) {
+    Json out = x;
+    out.insert(out.end(), y.begin(), y.end());
+    return out;
+  }
+  throw TaskError("TypeError", "unsupported operand type(s) for +: '" + python_type_name(x) +
+                                   "' and '" + python_type_name(y) + "'");
+}
+
+Json add(TaskContext& ctx) { return python_add(ctx.arg(0, "x"), ctx.arg(1, "y")); }
+
+Json sleep_task(TaskContext& ctx) {
+  const Json& seconds = ctx.arg(0, "seconds");
+  if (!seconds.is_number() || seconds.get<double>() < 0) {
+    throw TaskError("ValueError", "seconds must be a non-negative number");
+  }
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds.get<double>()));
+  // Sleep in slices so revoke(terminate=True) ends the task promptly.
+  while (std::chrono::steady_clock::now() < until) {
+    if (ctx.cancelled()) throw TaskError("Terminated", "task was terminated", "celery.exceptions");
+    auto left = until - std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        left, std::chrono::milliseconds(20)));
+  }
+  return seconds;
+}
+
+Json tsum(TaskContext& ctx) {
+  const Json& numbers = ctx.arg(0, "numbers");
+  if (!numbers.is_array()) throw TaskError("TypeError", "tsum expects a list of numbers");
+  Json total = 0;
+  for (const auto& n : numbers) total = python_add(total, n);
+  return total;
+}
+
+Json echo(TaskContext& ctx) { return {{"args", ctx.args()}, {"kwargs", ctx.kwargs()}}; }
+
+Json fail(TaskContext& ctx) {
+  const Json& message = ctx.arg(0, "message");
+  std::string type = "ValueError";
+  if (const Json* t = ctx.optional_arg(1, "exc_type"); t && t->is_string()) type = t->get<std::string>();
+  throw TaskError(type, message.is_string() ? message.get<std::string>() : message.dump());
+}
+
+Json flaky(TaskContext& ctx) {
+  const Json& fail_times = ctx.arg(0, "fail_times");
+  if (!fail_times.is_number_integer()) throw TaskError("TypeError", "fail_times must be an int");
+  if (ctx.retries() < fail_times.get<int>()) {
+    ctx.retry(1.0, celery::ExceptionInfo{"RuntimeError", "builtins",
+                                         Json::array({"try again"})});
+  }
+  return ctx.retries();
+}
+
+Json mark(TaskContext& ctx) {
+  const Json& dir = ctx.arg(0, "dir");
+  if (!dir.is_string()) throw TaskError("TypeError", "dir must be a string");
+  std::string path = dir.get<std::string>() + "/" + ctx.id() + "." + celery::uuid4();
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd < 0) throw TaskError("OSError", "cannot create " + path);
+  std::string who = ctx.hostname() + "\n";
+  (void)!::write(fd, who.data(), who.size());
+  ::close(fd);
+  return ctx.hostname();
+}
+
+}  // namespace
+
+void register_builtin_tasks(worker::TaskRegistry& registry) {
+  registry.add("tasks.add", add);
+  registry.add("tasks.sleep", sleep_task);
+  registry.add("tasks.tsum", tsum);
+}
+
+void register_test_tasks(worker::TaskRegistry& registry) {
+  registry.add("tests.echo", echo);
+  registry.add("tests.fail", fail);
+  registry.add("tests.flaky", flaky, {.max_retries = 3, .default_retry_delay_s = 1});
+  registry.add("tests.mark", mark);
+}
+
+}  // namespace celeriac::tasks

@@ -1,0 +1,256 @@
+// Remote control ("pidbox") commands, answered as a Celery worker answers them
+// (celery-on-redis.md §8.5), so app.control.inspect() and Flower work unchanged.
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "celery/codec.h"
+#include "redis/url.h"
+#include "worker/worker_state.h"
+
+namespace celeriac::worker {
+namespace {
+
+using celery::Json;
+
+Json ok(const std::string& text) { return {{"ok", text}}; }
+Json error(const std::string& text) { return {{"error", text}}; }
+
+Json rusage_json() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+  return {{"utime", secs(u.ru_utime)}, {"stime", secs(u.ru_stime)}, {"maxrss", u.ru_maxrss},
+          {"ixrss", u.ru_ixrss},       {"idrss", u.ru_idrss},       {"isrss", u.ru_isrss},
+          {"minflt", u.ru_minflt},     {"majflt", u.ru_majflt},     {"nswap", u.ru_nswap},
+          {"inblock", u.ru_inblock},   {"oublock", u.ru_oublock},   {"msgsnd", u.ru_msgsnd},
+          {"msgrcv", u.ru_msgrcv},     {"nsignals", u.ru_nsignals}, {"nvcsw", u.ru_nvcsw},
+          {"nivcsw", u.ru_nivcsw}};
+}
+
+Json queue_json(const std::string& name) {
+  return {{"name", name},
+          {"exchange",
+           {{"name", name},
+            {"type", "direct"},
+            {"arguments", nullptr},
+            {"durable", true},
+            {"passive", false},
+            {"auto_delete", false},
+            {"delivery_mode", nullptr},
+            {"no_declare", false}}},
+          {"routing_key", name},
+          {"queue_arguments", nullptr},
+          {"binding_arguments", nullptr},
+          {"consumer_arguments", nullptr},
+          {"durable", true},
+          {"exclusive", false},
+          {"auto_delete", false},
+          {"no_ack", false},
+          {"alias", nullptr},
+          {"bindings", Json::array()},
+          {"no_declare", nullptr},
+          {"expires", nullptr},
+          {"message_ttl", nullptr},
+          {"max_length", nullptr},
+          {"max_length_bytes", nullptr},
+          {"max_priority", nullptr}};
+}
+
+Json stats(Worker::State& s) {
+  auto url = redis::Url::parse(s.options.broker_url);
+  std::lock_guard lock(s.mutex);
+  Json total = Json::object();
+  for (const auto& [name, n] : s.total_by_task) total[name] = n;
+  Json pids = Json::array();
+  for (int i = 0; i < s.pool_size; ++i) pids.push_back(static_cast<int>(::getpid()));
+  return {{"total", total},
+          {"pid", static_cast<int>(::getpid())},
+          {"clock", std::to_string(s.clock.value())},
+          {"uptime", static_cast<long>(celery::unix_now() - s.started_at)},
+          {"pool",
+           {{"max-concurrency", s.pool_size.load()},
+            {"processes", pids},
+            {"max-tasks-per-child", "N/A"},
+            {"put-guarded-by-semaphore", false},
+            {"timeouts", Json::array({0, 0})},
+            {"implementation", "celeriac:threads"}}},
+          {"broker",
+           {{"hostname", url.unix_socket.empty() ? url.host : url.unix_socket},
+            {"userid", url.username.empty() ? Json() : Json(url.username)},
+            {"virtual_host", std::to_string(url.db)},
+            {"port", url.port},
+            {"insist", false},
+            {"ssl", url.tls},
+            {"transport", "redis"},
+            {"connect_timeout", 4},
+            {"transport_options", Json::object()},
+            {"login_method", nullptr},
+            {"uri_prefix", nullptr},
+            {"heartbeat", 120.0},
+            {"failover_strategy", "round-robin"},
+            {"alternates", Json::array()}}},
+          {"prefetch_count", s.prefetch_limit_locked()},
+          {"rusage", rusage_json()}};
+}
+
+}  // namespace
+
+Json request_info(const Request& r, bool safe) {
+  const auto& m = r.message;
+  return {{"id", m.id},
+          {"name", m.shadow.empty() ? m.task : m.shadow},
+          {"args", safe ? Json(m.argsrepr) : m.args},
+          {"kwargs", safe ? Json(m.kwargsrepr) : m.kwargs},
+          {"type", m.task},
+          {"hostname", ""},
+          {"time_start", r.started_at ? Json(*r.started_at) : Json()},
+          {"acknowledged", false},
+          {"delivery_info",
+           {{"exchange", m.exchange},
+            {"routing_key", m.routing_key},
+            {"priority", m.priority},
+            {"redelivered", m.redelivered}}},
+          {"worker_pid", r.started_at ? Json(static_cast<int>(::getpid())) : Json()}};
+}
+
+Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
+                    const Json& args) {
+  if (method == "ping") return ok("pong");
+  if (method == "stats") return stats(s);
+  if (method == "clock") return {{"clock", s.clock.value()}};
+  if (method == "hello") {
+    if (args.value("from_node", "") == s.hostname) return nullptr;
+    std::lock_guard lock(s.mutex);
+    Json revoked = Json::object();
+    for (const auto& id : s.revoked_order) revoked[id] = celery::unix_now() + 3 * 3600;
+    return {{"revoked", revoked}, {"clock", s.clock.value()}};
+  }
+  if (method == "active") {
+    bool safe = args.value("safe", Json()).is_boolean() && args["safe"].get<bool>();
+    std::lock_guard lock(s.mutex);
+    Json out = Json::array();
+    for (const auto& [id, r] : s.active) {
+      Json info = request_info(*r, safe);
+      info["hostname"] = s.hostname;
+      out.push_back(info);
+    }
+    return out;
+  }
+  if (method == "reserved") {
+    std::lock_guard lock(s.mutex);
+    Json out = Json::array();
+    for (const auto& r : s.ready) {
+      Json info = request_info(*r, false);
+      info["hostname"] = s.hostname;
+      out.push_back(info);
+    }
+    return out;
+  }
+  if (method == "scheduled") {
+    std::lock_guard lock(s.mutex);
+    Json out = Json::array();
+    for (const auto& [eta, r] : s.scheduled) {
+      Json info = request_info(*r, false);
+      info["hostname"] = s.hostname;
+      out.push_back({{"eta", celery::format_iso8601_utc(eta)}, {"priority", 6}, {"request", info}});
+    }
+    return out;
+  }
+  if (method == "query_task") {
+    Json ids = args.value("ids", Json::array());
+    if (ids.is_string()) ids = Json::array({ids});
+    std::lock_guard lock(s.mutex);
+    Json out = Json::object();
+    for (const auto& idj : ids) {
+      if (!idj.is_string()) continue;
+      std::string id = idj.get<std::string>();
+      if (auto it = s.active.find(id); it != s.active.end()) {
+        out[id] = Json::array({"active", request_info(*it->second, false)});
+        continue;
+      }
+      for (const auto& r : s.ready) {
+        if (r->message.id == id) out[id] = Json::array({"reserved", request_info(*r, false)});
+      }
+    }
+    return out;
+  }
+  if (method == "registered") {
+    Json out = Json::array();
+    for (const auto& name : s.registry.names()) out.push_back(name);
+    return out;
+  }
+  if (method == "revoked") {
+    std::lock_guard lock(s.mutex);
+    Json out = Json::array();
+    for (const auto& id : s.revoked_order) out.push_back(id);
+    return out;
+  }
+  if (method == "active_queues") {
+    Json out = Json::array();
+    for (const auto& q : s.options.queues) out.push_back(queue_json(q));
+    return out;
+  }
+  if (method == "conf") {
+    return {{"broker_url", redis::Url::parse(s.options.broker_url).redacted()},
+            {"result_backend", redis::Url::parse(s.options.backend_url).redacted()},
+            {"worker_concurrency", s.pool_size.load()},
+            {"worker_prefetch_multiplier", s.options.prefetch_multiplier},
+            {"result_expires", s.options.result_expires_s},
+            {"task_default_queue", s.options.queues.front()},
+            {"worker_send_task_events", s.events_enabled.load()}};
+  }
+  if (method == "report") {
+    return ok("software -> celeriac:0.1.0 (Celery protocol 2 on Redis)\nnode -> " + s.hostname +
+              "\nbroker -> " + redis::Url::parse(s.options.broker_url).redacted() + "\n");
+  }
+  if (method == "enable_events") {
+    bool was = s.events_enabled.exchange(true);
+    return ok(was ? "task events already enabled" : "task events enabled");
+  }
+  if (method == "disable_events") {
+    bool was = s.events_enabled.exchange(false);
+    return ok(was ? "task events disabled" : "task events already disabled");
+  }
+  if (method == "heartbeat") return nullptr;  // the next heartbeat goes out within 200 ms anyway
+  if (method == "revoke" || method == "terminate") {
+    Json ids = args.value("task_id", Json());
+    if (ids.is_string()) ids = Json::array({ids});
+    if (!ids.is_array()) return error("revoke needs task_id");
+    bool terminate = method == "terminate" || args.value("terminate", false);
+    std::vector<std::string> list;
+    std::vector<std::string> terminated;
+    {
+      std::lock_guard lock(s.mutex);
+      for (const auto& id : ids) {
+        if (!id.is_string()) continue;
+        list.push_back(id.get<std::string>());
+        s.add_revoked_locked(list.back());
+        if (terminate) {
+          if (auto it = s.active.find(list.back()); it != s.active.end()) {
+            it->second->cancelled = true;
+            terminated.push_back(list.back());
+          }
+        }
+      }
+    }
+    spdlog::info("event=revoke ids={} terminate={}", fmt::join(list, ","), terminate);
+    std::string joined;
+    for (const auto& id : (terminate ? terminated : list)) joined += (joined.empty() ? "" : ", ") + id;
+    if (terminate) return ok(terminated.empty() ? "terminate: tasks unknown" : "terminate: " + joined);
+    return ok("tasks " + joined + " flagged as revoked");
+  }
+  if (method == "shutdown") {
+    spdlog::info("event=remote-shutdown");
+    worker.stop();
+    return nullptr;  // Celery never replies to shutdown
+  }
+  if (method == "add_consumer" || method == "cancel_consumer" || method == "pool_grow" ||
+      method == "pool_shrink" || method == "rate_limit" || method == "time_limit" ||
+      method == "autoscale") {
+    return error("NotImplementedError('" + method + " is not supported by this celeriac worker yet')");
+  }
+  return error("KeyError('" + method + "')");
+}
+
+}  // namespace celeriac::worker

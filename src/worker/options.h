@@ -1,0 +1,26 @@
+// Every setting of a worker, built once from the environment and the command line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace celeriac::worker {
+
+struct WorkerOptions {
+  std::string broker_url = "redis://127.0.0.1:6379/0";  // CELERY_BROKER_URL / REDIS_URL
+  std::string backend_url;                  // CELERY_RESULT_BACKEND; empty = broker_url
+  std::vector<std::string> queues{"celery"};  // -Q; served round robin
+  std::string hostname;                     // -n; empty = celeriac@<host>
+  int concurrency = 0;                      // executor threads; 0 = number of CPUs
+  int prefetch_multiplier = 4;              // messages held per executor thread
+  long result_expires_s = 86400;            // TTL of results; 0 = forever
+  bool task_events = false;                 // -E: send task-* events from the start
+  double heartbeat_interval_s = 2.0;        // worker-heartbeat period (Flower expects <= 2 s)
+  std::string dead_letter_key = "celeriac.deadletter";
+  // Idle polling: the reserve script never blocks, so an idle worker polls. It polls tightly
+  // right after work (low latency for bursts) and backs off to this interval when idle.
+  int idle_poll_max_ms = 50;
+  double shutdown_grace_s = 60;             // how long SIGTERM waits for running tasks
+};
+
+}  // namespace celeriac::worker

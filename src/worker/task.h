@@ -1,0 +1,86 @@
+// What a task function sees and how it reports failure or asks for a retry.
+//
+// A task is a C++ function registered under a Celery task name. It receives the message's
+// JSON args/kwargs through a TaskContext and returns a JSON value (the SUCCESS result).
+// To fail, it throws: TaskError carries a Python exception type/module/message so Python
+// clients raise a meaningful exception; std::invalid_argument maps to ValueError, JSON type
+// errors to TypeError, anything else to Exception. To retry, it calls ctx.retry(...).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "celery/json.h"
+#include "celery/message.h"
+#include "celery/result.h"
+
+namespace celeriac::worker {
+
+using celery::Json;
+
+// A failure with a Python exception identity, e.g. TaskError("ValueError", "boom").
+class TaskError : public std::runtime_error {
+ public:
+  TaskError(std::string type, const std::string& message, std::string module = "builtins");
+  explicit TaskError(celery::ExceptionInfo info);
+  const celery::ExceptionInfo& info() const { return info_; }
+
+ private:
+  celery::ExceptionInfo info_;
+};
+
+// Thrown by TaskContext::retry; the worker republishes the task and stores RETRY.
+struct RetryRequest {
+  double countdown_s = 0;
+  celery::ExceptionInfo reason;
+};
+
+// Per-task settings, as Celery's task options of the same names.
+struct TaskOptions {
+  int max_retries = 3;                 // None in Celery = unlimited; here < 0
+  double default_retry_delay_s = 180;  // Celery's default: 3 minutes
+  bool acks_late = false;              // ack after the result is stored (issue 3 makes it default)
+  bool ignore_result = false;          // store no SUCCESS/STARTED
+};
+
+class TaskContext {
+ public:
+  TaskContext(const celery::TaskMessage& message, const TaskOptions& options,
+              std::string hostname, const std::atomic<bool>& cancelled)
+      : message_(message), options_(options), hostname_(std::move(hostname)),
+        cancelled_(cancelled) {}
+
+  const Json& args() const { return message_.args; }
+  const Json& kwargs() const { return message_.kwargs; }
+  const std::string& id() const { return message_.id; }
+  int retries() const { return message_.retries; }
+  const std::string& hostname() const { return hostname_; }
+  const celery::TaskMessage& message() const { return message_; }
+
+  // Positional argument i, or keyword argument `name`, as Python's binding does.
+  // Throws TaskError(TypeError) when neither is given.
+  const Json& arg(size_t i, const char* name) const;
+  const Json* optional_arg(size_t i, const char* name) const;
+
+  // Ends the task and schedules it again, like Celery's self.retry(exc=..., countdown=...).
+  // When the retry budget (max_retries) is spent, throws the reason as a TaskError instead,
+  // so the task ends in FAILURE as in Celery.
+  [[noreturn]] void retry(std::optional<double> countdown_s = std::nullopt,
+                          std::optional<celery::ExceptionInfo> reason = std::nullopt) const;
+
+  // True once the task was revoked with terminate or hit its soft time limit.
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+ private:
+  const celery::TaskMessage& message_;
+  const TaskOptions& options_;
+  std::string hostname_;
+  const std::atomic<bool>& cancelled_;
+};
+
+using TaskFunction = std::function<Json(TaskContext&)>;
+
+}  // namespace celeriac::worker

@@ -1,0 +1,860 @@
+// The worker runtime (see worker.h for the thread layout).
+#include "worker/worker.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <regex>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "backend/result_backend.h"
+#include "broker/transport.h"
+#include "celery/codec.h"
+#include "worker/worker_state.h"
+
+namespace celeriac::worker {
+namespace {
+
+using celery::Json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxRevoked = 50000;  // as Celery's in-memory revoked set
+constexpr int kMaxReserveBatch = 256;
+constexpr size_t kMaxWriterBatch = 512;
+
+// Backoff with jitter for Redis outages: 100 ms doubling to 10 s.
+class Backoff {
+ public:
+  void wait(const std::atomic<bool>& stopping) {
+    std::uniform_int_distribution<int> jitter(0, delay_ms_ / 2);
+    int ms = delay_ms_ + jitter(rng_);
+    for (int slept = 0; slept < ms && !stopping; slept += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, ms - slept)));
+    }
+    delay_ms_ = std::min(delay_ms_ * 2, 10000);
+  }
+  void reset() { delay_ms_ = 100; }
+
+ private:
+  int delay_ms_ = 100;
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+std::string short_traceback(const Request& r, const celery::ExceptionInfo& e,
+                            const std::string& hostname) {
+  // No Python frames exist; give the reader what a traceback is for: where and what.
+  return "Traceback (most recent call last):\n  File \"celeriac worker " + hostname +
+         "\", in task " + r.message.task + "[" + r.message.id + "]\n" + e.type + ": " +
+         e.message() + "\n";
+}
+
+celery::ExceptionInfo exception_from(const std::exception& e) {
+  if (auto* te = dynamic_cast<const TaskError*>(&e)) return te->info();
+  if (dynamic_cast<const nlohmann::json::type_error*>(&e) ||
+      dynamic_cast<const nlohmann::json::out_of_range*>(&e)) {
+    return {"TypeError", "builtins", Json::array({e.what()})};
+  }
+  if (dynamic_cast<const std::invalid_argument*>(&e) || dynamic_cast<const std::domain_error*>(&e)) {
+    return {"ValueError", "builtins", Json::array({e.what()})};
+  }
+  if (dynamic_cast<const std::out_of_range*>(&e)) {
+    return {"IndexError", "builtins", Json::array({e.what()})};
+  }
+  return {"Exception", "builtins", Json::array({e.what()})};
+}
+
+Json children_of(const std::vector<std::string>& ids) {
+  Json children = Json::array();
+  for (const auto& id : ids) children.push_back(Json::array({Json::array({id, nullptr}), nullptr}));
+  return children;
+}
+
+}  // namespace
+
+void Worker::State::add_revoked_locked(const std::string& id) {
+  if (revoked.insert(id).second) {
+    revoked_order.push_back(id);
+    if (revoked_order.size() > kMaxRevoked) {
+      revoked.erase(revoked_order.front());
+      revoked_order.pop_front();
+    }
+  }
+}
+
+void Worker::State::push_event_locked(const std::string& type, Json fields) {
+  if (!events_enabled.load()) return;
+  pending_events.push_back(make_event(type, hostname, clock, fields));
+  writer_cv.notify_one();
+}
+
+std::string resolve_hostname(const std::string& pattern) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  std::string full = host;
+  std::string shortname = full.substr(0, full.find('.'));
+  std::string name = pattern.empty() ? "celeriac@%h" : pattern;
+  if (name.find('@') == std::string::npos) name = name + "@%h";
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '%' && i + 1 < name.size()) {
+      char c = name[i + 1];
+      if (c == 'h') { out += full; ++i; continue; }
+      if (c == 'n') { out += shortname; ++i; continue; }
+      if (c == 'd') { out += full.find('.') == std::string::npos ? "" : full.substr(full.find('.') + 1); ++i; continue; }
+    }
+    out.push_back(name[i]);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker internals, as free functions over State so each thread's loop reads top to bottom.
+
+namespace {
+
+void emit_received(Worker::State& s, const Request& r) {
+  const auto& m = r.message;
+  s.push_event_locked("task-received",
+                      {{"uuid", m.id},
+                       {"name", m.task},
+                       {"args", m.argsrepr},
+                       {"kwargs", m.kwargsrepr},
+                       {"root_id", m.root_id},
+                       {"parent_id", m.parent_id ? Json(*m.parent_id) : Json()},
+                       {"retries", m.retries},
+                       {"eta", m.eta ? Json(celery::format_iso8601_utc(*m.eta)) : Json()},
+                       {"expires", m.expires ? Json(celery::format_iso8601_utc(*m.expires)) : Json()}});
+}
+
+void finish_locked(Worker::State& s, Outcome outcome) {
+  s.outcomes.push_back(std::move(outcome));
+  s.writer_cv.notify_one();
+}
+
+// Decides what to do with one freshly reserved message. Called with the mutex held.
+void accept_delivery_locked(Worker::State& s, RequestPtr r) {
+  const auto& m = r->message;
+  s.held++;
+  if (!r->task) {
+    spdlog::error("task={} id={} event=unregistered queue={} reason=\"task not registered\"",
+                  m.task, m.id, r->queue);
+    finish_locked(s, {r, Outcome::Kind::NotRegistered});
+    return;
+  }
+  emit_received(s, *r);
+  double now = celery::unix_now();
+  if (s.is_revoked_locked(m.id)) {
+    finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked, .revoke_reason = "revoked"});
+    return;
+  }
+  if (m.expires && *m.expires <= now) {
+    finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked, .revoke_reason = "expired"});
+    return;
+  }
+  if (m.eta && *m.eta > now) {
+    s.scheduled.emplace(*m.eta, r);
+    return;
+  }
+  s.ready.push_back(r);
+  s.ready_cv.notify_one();
+}
+
+void move_due_scheduled_locked(Worker::State& s, double now) {
+  while (!s.scheduled.empty() && s.scheduled.begin()->first <= now) {
+    s.ready.push_back(s.scheduled.begin()->second);
+    s.scheduled.erase(s.scheduled.begin());
+    s.ready_cv.notify_one();
+  }
+}
+
+void consumer_loop(Worker::State& s) {
+  broker::TransportOptions topts;
+  topts.dead_letter_key = s.options.dead_letter_key;
+  topts.worker_name = s.hostname;
+  std::optional<broker::Transport> transport;
+  Backoff backoff;
+  std::vector<std::string> queues = s.options.queues;
+  int idle_ms = 0;
+
+  while (!s.stopping) {
+    try {
+      if (!transport) {
+        transport.emplace(redis::Url::parse(s.options.broker_url), topts);
+        for (const auto& q : queues) transport->declare_queue(q);
+        backoff.reset();
+      }
+      int free_slots;
+      {
+        std::lock_guard lock(s.mutex);
+        move_due_scheduled_locked(s, celery::unix_now());
+        free_slots = s.prefetch_limit_locked() - s.held;
+      }
+      int got = 0;
+      if (free_slots > 0) {
+        auto result = transport->reserve(broker::consume_order(queues),
+                                         std::min(free_slots, kMaxReserveBatch));
+        for (const auto& d : result.dead_letters) {
+          spdlog::warn("event=dead-letter queue={} reason=\"{}\"", d.queue, d.reason);
+        }
+        got = static_cast<int>(result.deliveries.size());
+        for (auto& d : result.deliveries) {
+          auto r = std::make_shared<Request>();
+          try {
+            r->message = celery::decode_task_message(d.envelope);
+          } catch (const celery::MessageError& e) {
+            std::string tag = celery::envelope_delivery_tag(d.envelope);
+            spdlog::warn("event=dead-letter queue={} delivery_tag={} reason=\"{}\"", d.queue, tag,
+                         e.what());
+            transport->dead_letter(d.queue, d.envelope, tag, e.what());
+            continue;
+          }
+          r->queue = d.queue;
+          r->task = s.registry.find(r->message.task);
+          r->received_at = celery::unix_now();
+          spdlog::debug("task={} id={} event=received queue={}", r->message.task, r->message.id,
+                        d.queue);
+          std::lock_guard lock(s.mutex);
+          accept_delivery_locked(s, std::move(r));
+        }
+        // Round robin over queues, as kombu rotates the queue it just consumed from.
+        if (got > 0 && queues.size() > 1) std::rotate(queues.begin(), queues.begin() + 1, queues.end());
+      }
+      if (got > 0) {
+        idle_ms = 0;
+        continue;
+      }
+      // Nothing to take (or no room): wait for room, the next ETA, or the next poll.
+      idle_ms = free_slots > 0 ? std::clamp(idle_ms * 2, 1, s.options.idle_poll_max_ms)
+                               : s.options.idle_poll_max_ms;
+      std::unique_lock lock(s.mutex);
+      auto wait = std::chrono::milliseconds(idle_ms);
+      if (!s.scheduled.empty()) {
+        double until = s.scheduled.begin()->first - celery::unix_now();
+        wait = std::min(wait, std::chrono::milliseconds(std::max(0L, static_cast<long>(until * 1000))));
+      }
+      s.capacity_cv.wait_for(lock, wait, [&] {
+        return s.stopping.load() || (free_slots <= 0 && s.prefetch_limit_locked() > s.held);
+      });
+    } catch (const redis::ConnectionError& e) {
+      spdlog::error("event=broker-unreachable error=\"{}\"", e.what());
+      transport.reset();
+      backoff.wait(s.stopping);
+    } catch (const std::exception& e) {
+      spdlog::error("event=consumer-error error=\"{}\"", e.what());
+      backoff.wait(s.stopping);
+    }
+  }
+}
+
+void executor_loop(Worker::State& s) {
+  while (true) {
+    RequestPtr r;
+    {
+      std::unique_lock lock(s.mutex);
+      s.ready_cv.wait(lock, [&] { return s.stopping.load() || !s.ready.empty(); });
+      if (s.stopping) return;  // unstarted requests are requeued by the shutdown code
+      r = s.ready.front();
+      s.ready.pop_front();
+      const auto& m = r->message;
+      double now = celery::unix_now();
+      // Revoked or expired while waiting: discard without running, as Celery checks twice.
+      if (s.is_revoked_locked(m.id) || (m.expires && *m.expires <= now)) {
+        finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked,
+                          .revoke_reason = s.is_revoked_locked(m.id) ? "revoked" : "expired"});
+        continue;
+      }
+      r->started_at = now;
+      s.active[m.id] = r;
+      s.push_event_locked("task-started", {{"uuid", m.id}});
+    }
+
+    Outcome outcome{r};
+    auto start = Clock::now();
+    TaskContext ctx(r->message, r->task->options, s.hostname, r->cancelled);
+    try {
+      outcome.value = r->task->function(ctx);
+      outcome.kind = Outcome::Kind::Success;
+    } catch (const RetryRequest& retry) {
+      outcome.kind = Outcome::Kind::Retry;
+      outcome.error = retry.reason;
+      outcome.retry_countdown_s = retry.countdown_s;
+      outcome.traceback = short_traceback(*r, retry.reason, s.hostname);
+    } catch (const std::exception& e) {
+      outcome.kind = Outcome::Kind::Failure;
+      outcome.error = exception_from(e);
+      outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
+    } catch (...) {
+      outcome.kind = Outcome::Kind::Failure;
+      outcome.error = {"Exception", "builtins", Json::array({"unknown C++ exception"})};
+      outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
+    }
+    outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
+    std::lock_guard lock(s.mutex);
+    s.active.erase(r->message.id);
+    finish_locked(s, std::move(outcome));
+  }
+}
+
+// --- writer -----------------------------------------------------------------------------------
+
+struct Publish {
+  std::string queue;
+  int priority;
+  std::string envelope;
+};
+
+celery::TaskMessage retry_message(const celery::TaskMessage& m, double countdown_s,
+                                  const std::string& origin) {
+  celery::TaskMessage next = m;
+  next.retries = m.retries + 1;
+  next.eta = celery::unix_now() + countdown_s;
+  next.parent_id = m.id;  // Celery's retry lists the task itself as parent (captured)
+  next.delivery_tag.clear();
+  next.exchange.clear();
+  next.origin = origin;
+  next.redelivered = false;
+  return next;
+}
+
+class Writer {
+ public:
+  explicit Writer(Worker::State& s) : s_(s) {}
+
+  void run() {
+    Backoff backoff;
+    std::deque<Outcome> batch;
+    std::vector<Json> events;
+    while (true) {
+      if (batch.empty() && events.empty()) {
+        std::unique_lock lock(s_.mutex);
+        s_.writer_cv.wait(lock, [&] {
+          return !s_.outcomes.empty() || !s_.pending_events.empty() ||
+                 (s_.stopping && s_.running_executors == 0);
+        });
+        if (s_.outcomes.empty() && s_.pending_events.empty()) return;
+        while (!s_.outcomes.empty() && batch.size() < kMaxWriterBatch) {
+          batch.push_back(std::move(s_.outcomes.front()));
+          s_.outcomes.pop_front();
+        }
+        events.swap(s_.pending_events);
+      }
+      try {
+        connect();
+        write(batch, events);
+        backoff.reset();
+        batch.clear();
+        events.clear();
+      } catch (const redis::ConnectionError& e) {
+        // Results are kept and written once Redis is back; nothing is lost or acked early.
+        spdlog::error("event=backend-unreachable pending={} error=\"{}\"", batch.size(), e.what());
+        transport_.reset();
+        backend_.reset();
+        backoff.wait(never_stop_);
+      } catch (const std::exception& e) {
+        spdlog::error("event=writer-error error=\"{}\"", e.what());
+        backoff.wait(never_stop_);
+      }
+    }
+  }
+
+ private:
+  void connect() {
+    if (!transport_) {
+      broker::TransportOptions topts;
+      topts.dead_letter_key = s_.options.dead_letter_key;
+      topts.worker_name = s_.hostname;
+      transport_.emplace(redis::Url::parse(s_.options.broker_url), topts);
+    }
+    if (!backend_) {
+      backend_.emplace(redis::Url::parse(s_.options.backend_url),
+                       backend::BackendOptions{s_.options.result_expires_s});
+    }
+  }
+
+  void write(std::deque<Outcome>& batch, std::vector<Json>& events) {
+    std::vector<Publish> publishes;
+    std::vector<celery::ResultMeta> metas;
+    std::vector<const Outcome*> chord_members;
+    std::vector<std::string> tags;
+    for (const Outcome& o : batch) {
+      const auto& m = o.request->message;
+      if (!m.delivery_tag.empty()) tags.push_back(m.delivery_tag);
+      std::vector<std::string> child_ids;
+      plan_children(o, publishes, child_ids);
+      if (auto meta = meta_for(o, child_ids)) metas.push_back(std::move(*meta));
+      if (m.chord.is_object() && m.group &&
+          (o.kind == Outcome::Kind::Success || o.kind == Outcome::Kind::Failure)) {
+        chord_members.push_back(&o);
+      }
+      add_outcome_event(o, events);
+      log_outcome(o);
+    }
+    // Children before results (callers may see a SUCCESS whose children already exist),
+    // results before acks (an acked task always has its result).
+    if (!publishes.empty()) {
+      std::vector<redis::Args> cmds;
+      for (const auto& p : publishes) {
+        cmds.push_back({"LPUSH", broker::priority_key(p.queue, p.priority), p.envelope});
+      }
+      for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
+    }
+    backend_->store(metas);
+    for (const Outcome* o : chord_members) finish_chord_member(*o, events);
+    std::vector<redis::Args> cmds;
+    if (!tags.empty()) {
+      redis::Args zrem{"ZREM", "unacked_index"}, hdel{"HDEL", "unacked"};
+      zrem.insert(zrem.end(), tags.begin(), tags.end());
+      hdel.insert(hdel.end(), tags.begin(), tags.end());
+      cmds = {{"MULTI"}, zrem, hdel, {"EXEC"}};
+    }
+    if (!events.empty()) {
+      Json body = events.size() == 1 ? events[0] : Json(events);
+      std::string rk = events.size() == 1 ? event_routing_key(events[0]["type"]) : "task.multi";
+      cmds.push_back({"PUBLISH", broker::fanout_channel(transport_->db(), "celeryev", rk),
+                      event_envelope(body, s_.hostname, rk)});
+    }
+    if (!cmds.empty()) {
+      for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
+    }
+    std::lock_guard lock(s_.mutex);
+    for (const Outcome& o : batch) {
+      s_.held--;
+      s_.processed++;
+      if (o.request->task) s_.total_by_task[o.request->message.task]++;
+    }
+    s_.capacity_cv.notify_one();
+  }
+
+  void add_publish(celery::TaskMessage msg, std::vector<Publish>& out) {
+    if (msg.routing_key.empty()) msg.routing_key = "celery";
+    if (msg.origin.empty()) msg.origin = s_.hostname;
+    out.push_back({msg.routing_key, msg.priority, celery::encode_task_message(msg)});
+  }
+
+  // Messages this outcome sends: the retry, link callbacks, the next chain step, errbacks.
+  void plan_children(const Outcome& o, std::vector<Publish>& out, std::vector<std::string>& ids) {
+    const auto& m = o.request->message;
+    if (o.kind == Outcome::Kind::Retry) {
+      add_publish(retry_message(m, o.retry_countdown_s, s_.hostname), out);
+      return;
+    }
+    if (o.kind == Outcome::Kind::Success) {
+      if (m.callbacks.is_array()) {
+        for (const auto& sig : m.callbacks) send_signature(sig, &o.value, m, out, ids);
+      }
+      if (m.chain.is_array() && !m.chain.empty()) {
+        Json rest = m.chain;
+        Json next = rest.back();
+        rest.erase(rest.size() - 1);
+        auto msg = celery::message_from_signature(next, &o.value, &m);
+        if (!rest.empty()) msg.chain = rest;
+        ids.push_back(msg.id);
+        add_publish(std::move(msg), out);
+      }
+    }
+    if ((o.kind == Outcome::Kind::Failure || o.kind == Outcome::Kind::NotRegistered) &&
+        m.errbacks.is_array()) {
+      // Old-style errbacks: called with the failed task's id as the first argument.
+      Json id = m.id;
+      for (const auto& sig : m.errbacks) send_signature(sig, &id, m, out, ids);
+    }
+  }
+
+  void send_signature(const Json& sig, const Json* value, const celery::TaskMessage& parent,
+                      std::vector<Publish>& out, std::vector<std::string>& ids) {
+    try {
+      std::string type = sig.value("subtask_type", Json()).is_string()
+                             ? sig["subtask_type"].get<std::string>()
+                             : "";
+      if (type == "group") {
+        // A group callback: every member gets the value.
+        for (const auto& member : sig["kwargs"]["tasks"]) send_signature(member, value, parent, out, ids);
+        return;
+      }
+      if (type == "chain") {
+        Json tasks = sig["kwargs"]["tasks"];
+        if (!tasks.is_array() || tasks.empty()) return;
+        auto msg = celery::message_from_signature(tasks[0], value, &parent);
+        Json rest = Json::array();
+        for (size_t i = tasks.size(); i-- > 1;) rest.push_back(tasks[i]);  // reversed
+        if (!rest.empty()) msg.chain = rest;
+        ids.push_back(msg.id);
+        add_publish(std::move(msg), out);
+        return;
+      }
+      auto msg = celery::message_from_signature(sig, value, &parent);
+      ids.push_back(msg.id);
+      add_publish(std::move(msg), out);
+    } catch (const std::exception& e) {
+      spdlog::error("task={} id={} event=callback-error error=\"{}\"", parent.task, parent.id,
+                    e.what());
+    }
+  }
+
+  std::optional<celery::ResultMeta> meta_for(const Outcome& o, const std::vector<std::string>& child_ids) {
+    const auto& m = o.request->message;
+    celery::ResultMeta meta;
+    meta.task_id = m.id;
+    meta.group_id = m.group;
+    meta.parent_id = m.parent_id;
+    meta.children = children_of(child_ids);
+    double now = celery::unix_now();
+    switch (o.kind) {
+      case Outcome::Kind::Success:
+        if (m.ignore_result || (o.request->task && o.request->task->options.ignore_result)) {
+          return std::nullopt;
+        }
+        meta.status = celery::state::kSuccess;
+        meta.result = o.value;
+        meta.date_done = now;
+        break;
+      case Outcome::Kind::Failure:
+        meta.status = celery::state::kFailure;
+        meta.result = o.error.to_json();
+        meta.traceback = o.traceback;
+        meta.date_done = now;
+        break;
+      case Outcome::Kind::Retry:
+        meta.status = celery::state::kRetry;
+        meta.result = o.error.to_json();
+        meta.traceback = o.traceback;
+        break;
+      case Outcome::Kind::Revoked:
+        meta.status = celery::state::kRevoked;
+        meta.result = celery::ExceptionInfo{"TaskRevokedError", "celery.exceptions",
+                                            Json::array({o.revoke_reason})}
+                          .to_json();
+        meta.date_done = now;
+        break;
+      case Outcome::Kind::NotRegistered:
+        // As Celery stores it: FAILURE, NotRegistered(name), no traceback, no parent/group.
+        meta.status = celery::state::kFailure;
+        meta.result = celery::ExceptionInfo{"NotRegistered", "celery.exceptions",
+                                            Json::array({m.task})}
+                          .to_json();
+        meta.group_id.reset();
+        meta.parent_id.reset();
+        meta.date_done = now;
+        break;
+    }
+    return meta;
+  }
+
+  void finish_chord_member(const Outcome& o, std::vector<Json>& events) {
+    const auto& m = o.request->message;
+    bool ok = o.kind == Outcome::Kind::Success;
+    auto outcome = backend_->chord_part_done(
+        {*m.group, m.group_index.value_or(0), m.id, ok ? "SUCCESS" : "FAILURE",
+         ok ? o.value : o.error.to_json()});
+    if (!outcome.complete) return;
+    Json body = m.chord;
+    if (outcome.failed) {
+      // The body does not run; its result records why, as Celery's ChordError does.
+      std::string body_id = body.value("options", Json::object()).value("task_id", "");
+      if (body_id.empty()) return;
+      celery::ResultMeta meta;
+      meta.task_id = body_id;
+      meta.status = celery::state::kFailure;
+      auto err = celery::ExceptionInfo::from_json(outcome.failed_exception);
+      meta.result = celery::ExceptionInfo{
+          "ChordError", "celery.exceptions",
+          Json::array({"Dependency " + outcome.failed_task_id + " raised " + err.repr()})}
+                        .to_json();
+      meta.date_done = celery::unix_now();
+      backend_->store(meta);
+      return;
+    }
+    std::vector<Publish> out;
+    std::vector<std::string> ids;
+    send_signature(body, &outcome.results, m, out, ids);
+    for (const auto& p : out) {
+      transport_->connection().command({"LPUSH", broker::priority_key(p.queue, p.priority), p.envelope}).ok();
+    }
+  }
+
+  void add_outcome_event(const Outcome& o, std::vector<Json>& events) {
+    if (!s_.events_enabled) return;
+    const auto& m = o.request->message;
+    auto add = [&](const char* type, Json fields) {
+      events.push_back(make_event(type, s_.hostname, s_.clock, fields));
+    };
+    switch (o.kind) {
+      case Outcome::Kind::Success:
+        add("task-succeeded", {{"uuid", m.id}, {"result", celery::python_repr(o.value)},
+                               {"runtime", o.runtime_s}});
+        break;
+      case Outcome::Kind::Failure:
+        add("task-failed", {{"uuid", m.id}, {"exception", o.error.repr()}, {"traceback", o.traceback}});
+        break;
+      case Outcome::Kind::NotRegistered:
+        add("task-failed", {{"uuid", m.id}, {"exception", "NotRegistered(" + celery::python_repr(m.task) + ")"}});
+        break;
+      case Outcome::Kind::Retry:
+        add("task-retried", {{"uuid", m.id}, {"exception", o.error.repr()}, {"traceback", o.traceback}});
+        break;
+      case Outcome::Kind::Revoked:
+        add("task-revoked", {{"uuid", m.id}, {"terminated", o.revoke_reason == "terminated"},
+                             {"signum", o.revoke_reason == "terminated" ? Json(15) : Json()},
+                             {"expired", o.revoke_reason == "expired"}});
+        break;
+    }
+  }
+
+  void log_outcome(const Outcome& o) {
+    const auto& m = o.request->message;
+    switch (o.kind) {
+      case Outcome::Kind::Success:
+        spdlog::debug("task={} id={} event=succeeded runtime_s={:.6f}", m.task, m.id, o.runtime_s);
+        break;
+      case Outcome::Kind::Failure:
+        spdlog::warn("task={} id={} event=failed runtime_s={:.6f} exception=\"{}\"", m.task, m.id,
+                     o.runtime_s, o.error.repr());
+        break;
+      case Outcome::Kind::Retry:
+        spdlog::info("task={} id={} event=retry countdown_s={} retries={} exception=\"{}\"", m.task,
+                     m.id, o.retry_countdown_s, m.retries + 1, o.error.repr());
+        break;
+      case Outcome::Kind::Revoked:
+        spdlog::info("task={} id={} event=revoked reason={}", m.task, m.id, o.revoke_reason);
+        break;
+      case Outcome::Kind::NotRegistered:
+        break;  // logged when received
+    }
+  }
+
+  Worker::State& s_;
+  std::optional<broker::Transport> transport_;
+  std::optional<backend::ResultBackend> backend_;
+  std::atomic<bool> never_stop_{false};
+};
+
+// --- control + heartbeats ---------------------------------------------------------------------
+
+double loadavg1(int i) {
+  double l[3] = {0, 0, 0};
+  ::getloadavg(l, 3);
+  return std::round(l[i] * 100) / 100;
+}
+
+Json worker_event_fields(Worker::State& s) {
+  std::lock_guard lock(s.mutex);
+  return {{"freq", s.options.heartbeat_interval_s},
+          {"active", static_cast<int>(s.active.size())},
+          {"processed", s.processed},
+          {"loadavg", Json::array({loadavg1(0), loadavg1(1), loadavg1(2)})},
+          {"sw_ident", "celeriac"},
+          {"sw_ver", "0.1.0"},
+          {"sw_sys", "Linux"}};
+}
+
+void publish_worker_event(Worker::State& s, broker::Transport& t, const std::string& type) {
+  Json e = make_event(type, s.hostname, s.clock, worker_event_fields(s));
+  std::string rk = event_routing_key(type);
+  t.publish_fanout("celeryev", rk, event_envelope(e, s.hostname, rk));
+}
+
+// Whether a pidbox request is addressed to this node (destination list, or glob/regex pattern).
+bool addressed_to(const Json& body, const std::string& hostname) {
+  auto dest = body.value("destination", Json());
+  if (dest.is_array() && !dest.empty()) {
+    for (const auto& d : dest) {
+      if (d.is_string() && d.get<std::string>() == hostname) return true;
+    }
+    return false;
+  }
+  auto pattern = body.value("pattern", Json());
+  auto matcher = body.value("matcher", Json());
+  if (pattern.is_string() && matcher.is_string()) {
+    std::string p = pattern.get<std::string>();
+    if (matcher.get<std::string>() == "glob") {
+      // fnmatch of the whole name: * and ? only.
+      std::function<bool(size_t, size_t)> match = [&](size_t i, size_t j) -> bool {
+        if (i == p.size()) return j == hostname.size();
+        if (p[i] == '*') return match(i + 1, j) || (j < hostname.size() && match(i, j + 1));
+        if (j < hostname.size() && (p[i] == '?' || p[i] == hostname[j])) return match(i + 1, j + 1);
+        return false;
+      };
+      return match(0, 0);
+    }
+    try {
+      return std::regex_search(hostname, std::regex(p), std::regex_constants::match_continuous);
+    } catch (const std::regex_error&) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// Defined outside the anonymous namespace: control.cc needs the worker for shutdown.
+void control_loop(Worker::State& s, Worker& worker) {
+  Backoff backoff;
+  auto url = redis::Url::parse(s.options.broker_url);
+  std::string node_queue = s.hostname + ".celery.pidbox";
+  std::string binding_member = std::string(broker::kSep) + std::string(broker::kSep) + node_queue;
+  std::string channel = broker::fanout_channel(url.db, "celery.pidbox", "");
+  bool online_sent = false;
+  auto next_heartbeat = Clock::now();
+  while (!s.stopping) {
+    try {
+      broker::Transport t(url);
+      redis::Connection sub(url, {std::chrono::milliseconds(5000), std::chrono::milliseconds(0)});
+      t.connection().command({"SADD", "_kombu.binding.celery.pidbox", binding_member}).ok();
+      sub.append({"PSUBSCRIBE", channel});
+      if (!sub.read_reply(std::chrono::milliseconds(5000))) throw redis::ConnectionError("no PSUBSCRIBE reply");
+      if (!online_sent) {
+        publish_worker_event(s, t, "worker-online");
+        online_sent = true;
+        spdlog::info("event=ready node={} queues={} concurrency={} broker={}", s.hostname,
+                     fmt::join(s.options.queues, ","), s.pool_size.load(),
+                     url.redacted());
+      }
+      backoff.reset();
+      while (!s.stopping) {
+        auto now = Clock::now();
+        if (now >= next_heartbeat) {
+          publish_worker_event(s, t, "worker-heartbeat");
+          next_heartbeat = now + std::chrono::milliseconds(
+                                     static_cast<long>(s.options.heartbeat_interval_s * 1000));
+        }
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - Clock::now());
+        auto msg = sub.read_reply(std::min(wait, std::chrono::milliseconds(200)));
+        if (!msg || msg->elements.size() != 4 || msg->elements[0].str != "pmessage") continue;
+        celery::Envelope env;
+        try {
+          env = celery::decode_envelope(msg->elements[3].str);
+        } catch (const std::exception& e) {
+          spdlog::warn("event=bad-control-message error=\"{}\"", e.what());
+          continue;
+        }
+        if (auto c = env.headers.find("clock"); c != env.headers.end() && c->is_number_unsigned()) {
+          s.clock.adjust(c->get<uint64_t>());
+        }
+        const Json& body = env.body;
+        if (!body.is_object() || !addressed_to(body, s.hostname)) continue;
+        std::string method = body.value("method", "");
+        Json arguments = body.value("arguments", Json::object());
+        if (!arguments.is_object()) arguments = Json::object();
+        spdlog::debug("event=control method={}", method);
+        Json reply;
+        try {
+          reply = handle_control(s, worker, method, arguments);
+        } catch (const std::exception& e) {
+          reply = {{"error", std::string(e.what())}};
+        }
+        auto reply_to = body.value("reply_to", Json());
+        if (reply.is_null() || !reply_to.is_object() || !body.contains("ticket")) continue;
+        Json out = {{s.hostname, reply}};
+        Json headers = {{"ticket", body["ticket"]}, {"clock", s.clock.forward()}};
+        std::string exchange = reply_to.value("exchange", "reply.celery.pidbox");
+        std::string rk = reply_to.value("routing_key", "");
+        t.publish_direct(exchange, rk, celery::encode_envelope(out, headers, exchange, rk, 1));
+      }
+      // Leaving: worker-offline and the pidbox binding removal, as Celery's worker does.
+      publish_worker_event(s, t, "worker-offline");
+      t.connection().command({"SREM", "_kombu.binding.celery.pidbox", binding_member});
+    } catch (const redis::ConnectionError& e) {
+      spdlog::error("event=control-unreachable error=\"{}\"", e.what());
+      backoff.wait(s.stopping);
+    } catch (const std::exception& e) {
+      spdlog::error("event=control-error error=\"{}\"", e.what());
+      backoff.wait(s.stopping);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_unique<State>()) {
+  auto& s = *state_;
+  s.options = std::move(options);
+  if (s.options.backend_url.empty()) s.options.backend_url = s.options.broker_url;
+  if (s.options.concurrency <= 0) {
+    s.options.concurrency = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (s.options.queues.empty()) s.options.queues = {"celery"};
+  s.registry = std::move(registry);
+  s.hostname = resolve_hostname(s.options.hostname);
+  s.events_enabled = s.options.task_events;
+  s.pool_size = s.options.concurrency;
+}
+
+Worker::~Worker() {
+  stop();
+  for (auto& t : state_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+const std::string& Worker::hostname() const { return state_->hostname; }
+
+void Worker::stop() {
+  auto& s = *state_;
+  bool was = s.stopping.exchange(true);
+  if (!was) spdlog::info("event=shutdown-requested node={}", s.hostname);
+  std::lock_guard lock(s.mutex);
+  s.ready_cv.notify_all();
+  s.capacity_cv.notify_all();
+  s.writer_cv.notify_all();
+}
+
+int Worker::run() {
+  auto& s = *state_;
+  s.started_at = celery::unix_now();
+  // Fail fast on a bad URL or an unreachable broker at start, with a clear message.
+  redis::Url::parse(s.options.broker_url);
+  redis::Url::parse(s.options.backend_url);
+
+  std::thread writer([&s] { Writer(s).run(); });
+  std::thread consumer([&s] { consumer_loop(s); });
+  std::thread control([&s, this] { control_loop(s, *this); });
+  std::vector<std::thread> executors;
+  {
+    std::lock_guard lock(s.mutex);
+    s.running_executors = s.options.concurrency;
+  }
+  for (int i = 0; i < s.options.concurrency; ++i) {
+    executors.emplace_back([&s] {
+      executor_loop(s);
+      std::lock_guard lock(s.mutex);
+      s.running_executors--;
+      s.writer_cv.notify_all();
+    });
+  }
+
+  consumer.join();
+  // Warm shutdown: running tasks finish (executors exit after their current task).
+  for (auto& t : executors) t.join();
+  writer.join();
+
+  // Held but never started (prefetched, scheduled): back to their queues, as kombu restores
+  // a closing consumer's unacked messages.
+  std::vector<std::string> unstarted;
+  {
+    std::lock_guard lock(s.mutex);
+    for (const auto& r : s.ready) unstarted.push_back(r->message.delivery_tag);
+    for (const auto& [eta, r] : s.scheduled) unstarted.push_back(r->message.delivery_tag);
+    s.ready.clear();
+    s.scheduled.clear();
+  }
+  try {
+    broker::Transport t(redis::Url::parse(s.options.broker_url));
+    int restored = 0;
+    for (const auto& tag : unstarted) restored += t.requeue(tag) ? 1 : 0;
+    if (!unstarted.empty()) spdlog::info("event=requeued count={}", restored);
+  } catch (const std::exception& e) {
+    spdlog::error("event=requeue-failed count={} error=\"{}\"", unstarted.size(), e.what());
+  }
+  control.join();
+  spdlog::info("event=stopped node={}", s.hostname);
+  return 0;
+}
+
+}  // namespace celeriac::worker

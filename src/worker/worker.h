@@ -1,0 +1,48 @@
+// The worker runtime: consumes Celery task messages from Redis, runs registered C++ tasks on
+// executor threads, stores results, sends events and answers remote control.
+//
+// Threads (each with its own Redis connections; nothing blocks another):
+//   consumer   reserves batches of messages (atomic Lua reserve, prefetch limit), decodes them,
+//              discards revoked/expired ones, holds ETA tasks until due, feeds the executors.
+//   executors  run task functions (--concurrency of them).
+//   writer     turns finished tasks into results in batches: child messages (retries,
+//              callbacks, chains, chords) first, then one result-store round trip, then one
+//              ack + events round trip. Batching is what makes small tasks cheap.
+//   control    remote control (pidbox) and worker heartbeats.
+// Shutdown (SIGTERM or the `shutdown` command) stops consuming, lets running tasks finish,
+// returns held-but-unstarted messages to their queues and says worker-offline.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "worker/options.h"
+#include "worker/registry.h"
+
+namespace celeriac::worker {
+
+class Worker {
+ public:
+  Worker(WorkerOptions options, TaskRegistry registry);
+  ~Worker();
+
+  // Runs until stop() is called (from any thread or a signal handler thread).
+  // Returns the process exit code.
+  int run();
+  // Asks for a warm shutdown; safe to call from any thread, more than once.
+  void stop();
+
+  const std::string& hostname() const;
+
+  // Shared by the worker's threads; defined in worker_state.h (internal to worker/).
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// The node name for `-n`: empty -> celeriac@<host>; "%h" expands to the host name,
+// "%n" to the short host name.
+std::string resolve_hostname(const std::string& pattern);
+
+}  // namespace celeriac::worker

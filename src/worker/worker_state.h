@@ -1,0 +1,99 @@
+// Internal to worker/: the state the worker's threads share, and the request record that
+// follows one task message from reservation to ack. Included by worker.cc and control.cc only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "celery/message.h"
+#include "celery/result.h"
+#include "worker/events.h"
+#include "worker/options.h"
+#include "worker/registry.h"
+#include "worker/worker.h"
+
+namespace celeriac::worker {
+
+// One task message held by this worker, from reservation until its ack.
+struct Request {
+  celery::TaskMessage message;
+  std::string queue;
+  const RegisteredTask* task = nullptr;  // nullptr: not registered here
+  double received_at = 0;
+  std::optional<double> started_at;
+  std::atomic<bool> cancelled{false};
+};
+using RequestPtr = std::shared_ptr<Request>;
+
+// What became of a request; the writer thread turns it into a result, events and an ack.
+struct Outcome {
+  enum class Kind { Success, Failure, Retry, Revoked, NotRegistered };
+  RequestPtr request;
+  Kind kind = Kind::Success;
+  celery::Json value;            // Success
+  celery::ExceptionInfo error;   // Failure, Retry
+  std::string traceback;         // Failure, Retry
+  double runtime_s = 0;
+  double retry_countdown_s = 0;  // Retry
+  std::string revoke_reason;     // Revoked: "revoked", "expired", "terminated"
+};
+
+struct Worker::State {
+  WorkerOptions options;
+  TaskRegistry registry;
+  std::string hostname;
+  double started_at = 0;
+  LogicalClock clock;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> events_enabled{false};
+  std::atomic<int> pool_size{1};
+
+  std::mutex mutex;  // guards everything below
+  std::condition_variable ready_cv;     // executors wait for work
+  std::condition_variable capacity_cv;  // consumer waits for free prefetch slots / stop
+  std::condition_variable writer_cv;    // writer waits for outcomes / events
+  std::deque<RequestPtr> ready;                           // reserved, waiting for an executor
+  std::multimap<double, RequestPtr> scheduled;            // ETA tasks by due time
+  std::unordered_map<std::string, RequestPtr> active;     // running, by task id
+  int held = 0;                                           // reserved + scheduled + active + finishing
+  std::deque<Outcome> outcomes;
+  std::vector<celery::Json> pending_events;               // task events waiting for the writer
+  std::unordered_set<std::string> revoked;
+  std::deque<std::string> revoked_order;                  // oldest first, to bound the set
+  std::map<std::string, long> total_by_task;
+  long processed = 0;
+  int running_executors = 0;
+
+  std::vector<std::thread> threads;
+
+  int prefetch_limit_locked() const {
+    return pool_size.load() * std::max(1, options.prefetch_multiplier) +
+           static_cast<int>(scheduled.size());
+  }
+  bool is_revoked_locked(const std::string& id) const { return revoked.count(id) > 0; }
+  void add_revoked_locked(const std::string& id);
+  // Task events are only sent while enabled (-E or enable_events).
+  void push_event_locked(const std::string& type, celery::Json fields);
+};
+
+// Remote control: handles one pidbox request body, returning the reply (or null for none).
+// Defined in control.cc.
+celery::Json handle_control(Worker::State& state, Worker& worker, const std::string& method,
+                            const celery::Json& arguments);
+
+// request-info objects as inspect().active()/reserved() return them.
+celery::Json request_info(const Request& r, bool safe);
+
+}  // namespace celeriac::worker
