@@ -34,14 +34,17 @@ ResultBackend::ResultBackend(redis::Url url, BackendOptions options)
 
 void ResultBackend::store(const std::vector<celery::ResultMeta>& metas) {
   if (metas.empty()) return;
-  redis::Args keys, args{std::to_string(options_.result_expires_s)};
-  keys.reserve(metas.size());
-  args.reserve(metas.size() + 1);
-  for (const auto& m : metas) {
-    keys.push_back(celery::task_meta_key(m.task_id));
-    args.push_back(m.encode());
-  }
-  kStoreScript.run(conn_, keys, args).ok();
+  conn_.command(store_command(metas, options_.result_expires_s)).ok();
+}
+
+redis::Args ResultBackend::store_command(const std::vector<celery::ResultMeta>& metas,
+                                         long expires_s) {
+  redis::Args cmd{"EVAL", kStoreScript.source(), std::to_string(metas.size())};
+  cmd.reserve(3 + 2 * metas.size() + 1);
+  for (const auto& m : metas) cmd.push_back(celery::task_meta_key(m.task_id));
+  cmd.push_back(std::to_string(expires_s));
+  for (const auto& m : metas) cmd.push_back(m.encode());
+  return cmd;
 }
 
 std::optional<celery::ResultMeta> ResultBackend::get(const std::string& task_id) {

@@ -29,6 +29,9 @@ class ResultBackend {
   // protects against duplicate executions.
   void store(const std::vector<celery::ResultMeta>& metas);
   void store(const celery::ResultMeta& meta) { store(std::vector<celery::ResultMeta>{meta}); }
+  // The one command that stores `metas`, for callers that pipeline it with other commands on
+  // a connection of their own (EVAL, not EVALSHA, so a restarted Redis needs no reload).
+  static redis::Args store_command(const std::vector<celery::ResultMeta>& metas, long expires_s);
 
   // nullopt when no meta is stored (Celery reads that as PENDING).
   std::optional<celery::ResultMeta> get(const std::string& task_id);

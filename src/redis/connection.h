@@ -95,6 +95,7 @@ class Script {
   Args evalsha_command(const Args& keys, const Args& args) const;
   void load(Connection& conn) const;
   const std::string& sha() const { return sha_; }
+  const std::string& source() const { return source_; }
 
  private:
   std::string source_;

@@ -104,6 +104,11 @@ Url Url::parse(std::string_view text) {
   return url;
 }
 
+bool Url::same_server(const Url& o) const {
+  return host == o.host && port == o.port && unix_socket == o.unix_socket &&
+         username == o.username && password == o.password && tls == o.tls;
+}
+
 std::string Url::redacted() const {
   Url copy = *this;
   if (!copy.password.empty()) copy.password = "***";

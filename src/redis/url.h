@@ -25,6 +25,8 @@ struct Url {
   std::string redacted() const;
   // The URL as given back to Celery-style consumers (password included).
   std::string to_string() const;
+  // Same server and credentials (the database may differ): one connection can serve both.
+  bool same_server(const Url& other) const;
 };
 
 }  // namespace celeriac::redis

@@ -27,6 +27,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxRevoked = 50000;  // as Celery's in-memory revoked set
 constexpr int kMaxReserveBatch = 256;
 constexpr size_t kMaxWriterBatch = 512;
+constexpr size_t kMaxPendingOutcomes = 4 * kMaxWriterBatch;
 
 // Backoff with jitter for Redis outages: 100 ms doubling to 10 s.
 class Backoff {
@@ -132,9 +133,13 @@ void emit_received(Worker::State& s, const Request& r) {
                        {"expires", m.expires ? Json(celery::format_iso8601_utc(*m.expires)) : Json()}});
 }
 
+// A finished request frees its prefetch slot at once; its message stays in `unacked` until
+// the writer has stored the result and acked, so the slot's reuse risks nothing.
 void finish_locked(Worker::State& s, Outcome outcome) {
   s.outcomes.push_back(std::move(outcome));
+  s.held--;
   s.writer_cv.notify_one();
+  s.capacity_cv.notify_one();
 }
 
 // Decides what to do with one freshly reserved message. Called with the mutex held.
@@ -194,6 +199,8 @@ void consumer_loop(Worker::State& s) {
         std::lock_guard lock(s.mutex);
         move_due_scheduled_locked(s, celery::unix_now());
         free_slots = s.prefetch_limit_locked() - s.held;
+        // Results not yet written also hold memory and unacked entries: bound them too.
+        if (s.outcomes.size() >= kMaxPendingOutcomes) free_slots = 0;
       }
       int got = 0;
       if (free_slots > 0) {
@@ -239,7 +246,9 @@ void consumer_loop(Worker::State& s) {
         wait = std::min(wait, std::chrono::milliseconds(std::max(0L, static_cast<long>(until * 1000))));
       }
       s.capacity_cv.wait_for(lock, wait, [&] {
-        return s.stopping.load() || (free_slots <= 0 && s.prefetch_limit_locked() > s.held);
+        return s.stopping.load() ||
+               (free_slots <= 0 && s.prefetch_limit_locked() > s.held &&
+                s.outcomes.size() < kMaxPendingOutcomes);
       });
     } catch (const redis::ConnectionError& e) {
       spdlog::error("event=broker-unreachable error=\"{}\"", e.what());
@@ -364,7 +373,15 @@ class Writer {
   }
 
  private:
+  void run_pipeline(const std::vector<redis::Args>& cmds) {
+    if (cmds.empty()) return;
+    for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
+  }
+
   void connect() {
+    broker_url_ = redis::Url::parse(s_.options.broker_url);
+    backend_url_ = redis::Url::parse(s_.options.backend_url);
+    shared_connection_ = broker_url_.same_server(backend_url_);
     if (!transport_) {
       broker::TransportOptions topts;
       topts.dead_letter_key = s_.options.dead_letter_key;
@@ -395,23 +412,40 @@ class Writer {
       add_outcome_event(o, events);
       log_outcome(o);
     }
-    // Children before results (callers may see a SUCCESS whose children already exist),
-    // results before acks (an acked task always has its result).
-    if (!publishes.empty()) {
-      std::vector<redis::Args> cmds;
-      for (const auto& p : publishes) {
-        cmds.push_back({"LPUSH", broker::priority_key(p.queue, p.priority), p.envelope});
-      }
-      for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
-    }
-    backend_->store(metas);
-    for (const Outcome* o : chord_members) finish_chord_member(*o, events);
+    // Order matters: children before results (a SUCCESS never names a child that does not
+    // exist), results before acks (an acked task always has its result). When broker and
+    // backend share a server, all of it goes in one pipelined round trip.
     std::vector<redis::Args> cmds;
+    for (const auto& p : publishes) {
+      cmds.push_back({"LPUSH", broker::priority_key(p.queue, p.priority), p.envelope});
+    }
+    if (!metas.empty()) {
+      redis::Args store =
+          backend::ResultBackend::store_command(metas, s_.options.result_expires_s);
+      if (shared_connection_) {
+        bool other_db = backend_url_.db != broker_url_.db;
+        if (other_db) cmds.push_back({"SELECT", std::to_string(backend_url_.db)});
+        cmds.push_back(std::move(store));
+        if (other_db) cmds.push_back({"SELECT", std::to_string(broker_url_.db)});
+      } else {
+        run_pipeline(cmds);
+        cmds.clear();
+        backend_->connection().command(store).ok();
+      }
+    }
+    if (!chord_members.empty()) {
+      run_pipeline(cmds);
+      cmds.clear();
+      for (const Outcome* o : chord_members) finish_chord_member(*o, events);
+    }
     if (!tags.empty()) {
       redis::Args zrem{"ZREM", "unacked_index"}, hdel{"HDEL", "unacked"};
       zrem.insert(zrem.end(), tags.begin(), tags.end());
       hdel.insert(hdel.end(), tags.begin(), tags.end());
-      cmds = {{"MULTI"}, zrem, hdel, {"EXEC"}};
+      cmds.push_back({"MULTI"});
+      cmds.push_back(std::move(zrem));
+      cmds.push_back(std::move(hdel));
+      cmds.push_back({"EXEC"});
     }
     if (!events.empty()) {
       Json body = events.size() == 1 ? events[0] : Json(events);
@@ -419,12 +453,9 @@ class Writer {
       cmds.push_back({"PUBLISH", broker::fanout_channel(transport_->db(), "celeryev", rk),
                       event_envelope(body, s_.hostname, rk)});
     }
-    if (!cmds.empty()) {
-      for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
-    }
+    run_pipeline(cmds);
     std::lock_guard lock(s_.mutex);
     for (const Outcome& o : batch) {
-      s_.held--;
       s_.processed++;
       if (o.request->task) s_.total_by_task[o.request->message.task]++;
     }
@@ -629,6 +660,8 @@ class Writer {
   }
 
   Worker::State& s_;
+  redis::Url broker_url_, backend_url_;
+  bool shared_connection_ = false;
   std::optional<broker::Transport> transport_;
   std::optional<backend::ResultBackend> backend_;
   std::atomic<bool> never_stop_{false};
