@@ -1,0 +1,24 @@
+// Reader of the safetensors format (huggingface/safetensors): an 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {...}}, then the raw
+// little-endian data. The file is memory-mapped and tensors are views into it (zero copy).
+// Sharded checkpoints (model.safetensors.index.json + model-0000k-of-0000n.safetensors) are read
+// through their index.
+#pragma once
+
+#include <filesystem>
+
+#include "florence/weights_mapped_file.h"
+#include "florence/weights_tensor_set.h"
+
+namespace celeriac::florence {
+
+// Reads one .safetensors file. Every header entry is validated (known dtype, offsets inside the
+// data section, byte count = numel * dtype size); a bad entry throws WeightsError(kFormat) naming it.
+TensorSet read_safetensors(const std::filesystem::path& path, const MapOptions& options = {});
+
+// Reads a sharded checkpoint from its index file: every tensor of the weight_map, from its shard.
+// A name listed in the index but absent from its shard throws WeightsError(kMissing).
+TensorSet read_safetensors_index(const std::filesystem::path& index_path,
+                                 const MapOptions& options = {});
+
+}  // namespace celeriac::florence
