@@ -115,6 +115,13 @@ std::optional<celery::ResultMeta> ResultWaiter::wait(const std::string& task_id,
   std::string key = celery::task_meta_key(task_id);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   subscriber_.append({"SUBSCRIBE", key});
+  // Wait for the subscription to be in place before the GET, or a result published in
+  // between would be missed.
+  while (true) {
+    auto confirm = subscriber_.read_reply(std::chrono::milliseconds(5000));
+    if (!confirm) throw redis::ConnectionError("redis: no reply to SUBSCRIBE");
+    if (!confirm->elements.empty() && confirm->elements[0].str == "subscribe") break;
+  }
   std::optional<celery::ResultMeta> found;
   auto check = [&](const std::string& text) {
     auto meta = celery::ResultMeta::decode(text);

@@ -42,6 +42,8 @@ App::~App() = default;
 
 AsyncResult App::send_task(const std::string& name, Json args, Json kwargs,
                            const SendOptions& options) {
+  if (args.is_null()) args = Json::array();
+  if (kwargs.is_null()) kwargs = Json::object();
   if (!args.is_array()) throw std::invalid_argument("task args must be a JSON array");
   if (!kwargs.is_object()) throw std::invalid_argument("task kwargs must be a JSON object");
   celery::TaskMessage m;

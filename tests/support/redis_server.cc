@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,6 +54,9 @@ std::string RedisServer::url(int db) const {
 void RedisServer::start() {
   pid_ = ::fork();
   if (pid_ == 0) {
+    // Keep test output readable: the server's start-up banner goes to /dev/null.
+    int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) ::dup2(devnull, STDOUT_FILENO);
     std::string port = std::to_string(port_);
     const char* aof = appendonly_ ? "yes" : "no";
     ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
