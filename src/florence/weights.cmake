@@ -12,6 +12,7 @@ add_library(celeriac_florence_weights STATIC
   ${CMAKE_CURRENT_LIST_DIR}/weights_torch_zip.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights_layout.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights_checkpoint.cc
+  ${CMAKE_CURRENT_LIST_DIR}/hub.cc
 )
 target_include_directories(celeriac_florence_weights PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_include_directories(celeriac_florence_weights PRIVATE ${CURL_INCLUDE_DIRS})
@@ -25,6 +26,7 @@ add_executable(celeriac_florence_weights_test
   ${CMAKE_CURRENT_LIST_DIR}/weights_safetensors_test.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights_torch_zip_test.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights_checkpoint_test.cc
+  ${CMAKE_CURRENT_LIST_DIR}/hub_test.cc
 )
 target_compile_definitions(celeriac_florence_weights_test PRIVATE
   CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data"
