@@ -398,12 +398,17 @@ std::string resolve_url(const HubOptions& o, const std::string& repo_id, const s
 FileMeta file_metadata(const Http& http, const HubOptions& o, const std::string& repo_id,
                        const std::string& rev, const std::string& filename) {
   const std::string url = resolve_url(o, repo_id, rev, filename);
-  HttpResult r = http.request("HEAD", url);
-  // A relative redirect is a renamed repo: follow it for the metadata, as huggingface_hub does.
-  for (int hop = 0; hop < 5 && r.curl == CURLE_OK && r.status >= 300 && r.status < 400; ++hop) {
+  std::string at = url;
+  HttpResult r = http.request("HEAD", at);
+  // Redirects on the same host (a renamed repo) are followed for the metadata; one to another
+  // host (the CDN) carries the metadata itself, as huggingface_hub reads it.
+  for (int hop = 0; hop < 10 && r.curl == CURLE_OK && r.status >= 300 && r.status < 400; ++hop) {
     const std::string loc = r.header("location");
-    if (loc.empty() || loc[0] != '/') break;
-    r = http.request("HEAD", resolve_location(url, loc));
+    if (loc.empty()) break;
+    const std::string target = resolve_location(at, loc);
+    if (origin_of(target) != origin_of(at)) break;
+    at = target;
+    r = http.request("HEAD", at);
   }
   if (r.curl != CURLE_OK || r.status >= 400) throw_http(r, url, o);
   FileMeta m;
@@ -416,7 +421,7 @@ FileMeta file_metadata(const Http& http, const HubOptions& o, const std::string&
   const std::string size = r.header("x-linked-size").empty() ? r.header("content-length")
                                                              : r.header("x-linked-size");
   m.size = size.empty() ? 0 : std::stoull(size);
-  m.url = r.status >= 300 && r.status < 400 ? resolve_location(url, r.header("location")) : url;
+  m.url = r.status >= 300 && r.status < 400 ? resolve_location(at, r.header("location")) : at;
   if (m.commit.empty()) {
     throw HubError(Kind::kProtocol, url + ": the answer has no X-Repo-Commit header");
   }

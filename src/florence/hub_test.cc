@@ -208,7 +208,14 @@ TEST_F(Hub, PrivateRepoNeedsTheTokenWhichIsNeverPrinted) {
   o.token = kToken;
   const fs::path snap = resolve_model(kPrivate, o);
   EXPECT_TRUE(fs::exists(snap / "pytorch_model.bin"));
-  EXPECT_NE(hub.log().find("auth=ok"), std::string::npos);
+  const std::string log = hub.log();
+  EXPECT_NE(log.find("/pytorch_model.bin range=- auth=ok"),
+            std::string::npos) << log;
+  // The LFS bytes come from another host (the CDN): the token does not go there.
+  const auto lfs = log.find("GET /lfs/");
+  ASSERT_NE(lfs, std::string::npos);
+  EXPECT_EQ(log.substr(lfs, log.find('\n', lfs) - lfs).find("auth=none") == std::string::npos,
+            false) << log;
 }
 
 TEST_F(Hub, UnknownRepoRevisionAndFileAreNotFound) {
@@ -268,6 +275,57 @@ TEST_F(Hub, LocalFolderIsUsedAsIs) {
   EXPECT_FALSE(looks_like_repo_id(tiny("remote-bin-fp16").string()));
   EXPECT_TRUE(looks_like_repo_id("microsoft/Florence-2-base-ft"));
   EXPECT_THROW(resolve_model("../etc/passwd", o), HubError);
+}
+
+// Runs the reference stack's huggingface_hub (.venv-ml, see scripts/setup-ml-venv.sh) in `env`;
+// returns its stdout. Skips the calling test when the venv is absent (CI has no ML stack).
+std::string run_python(const std::string& env, const std::string& code) {
+  const fs::path python = fs::path(CELERIAC_SOURCE_DIR) / ".venv-ml" / "bin" / "python";
+  if (!fs::exists(python)) return "SKIP";
+  testing::TempDir tmp;
+  testing::write_file(tmp / "script.py", code);
+  const std::string cmd = "env HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_XET=1 " + env + " " +
+                          python.string() + " " + (tmp / "script.py").string() + " 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = ::pclose(p);
+  if (rc != 0) throw std::runtime_error("python failed: " + out);
+  return out;
+}
+
+const char* kPythonDownload = R"(
+from huggingface_hub import hf_hub_download
+for f in ["config.json", "pytorch_model.bin", "preprocessor_config.json", "tokenizer.json",
+          "tokenizer_config.json"]:
+    print(hf_hub_download("microsoft/Florence-2-tiny-ft", f))
+)";
+
+TEST_F(Hub, SharesItsCacheWithHuggingfaceHub) {
+  FakeHub hub;
+  // Python downloads, celeriac reads the same cache offline.
+  testing::TempDir py_cache;
+  const std::string py_env =
+      "HF_ENDPOINT=" + hub.endpoint() + " HF_HUB_CACHE=" + py_cache.path().string();
+  const std::string out = run_python(py_env, kPythonDownload);
+  if (out == "SKIP") GTEST_SKIP() << ".venv-ml (huggingface_hub) not installed";
+  HubOptions offline;
+  offline.cache_dir = py_cache.path();
+  offline.offline = true;
+  const fs::path from_python = resolve_model(kRepo, offline);
+  EXPECT_NE(out.find(from_python.string()), std::string::npos) << out;
+  EXPECT_EQ(Checkpoint::open(from_python).format(), "pytorch");
+
+  // celeriac downloads, Python reads the same cache with HF_HUB_OFFLINE=1.
+  const fs::path ours = resolve_model(kRepo, options(hub));
+  const std::string again =
+      run_python("HF_HUB_OFFLINE=1 HF_HUB_CACHE=" + cache_.path().string(), kPythonDownload);
+  for (const char* f : {"config.json", "pytorch_model.bin", "tokenizer.json"}) {
+    EXPECT_NE(again.find((ours / f).string()), std::string::npos) << again;
+    // Same blob names (etags) in both caches.
+    EXPECT_EQ(fs::read_symlink(ours / f), fs::read_symlink(from_python / f)) << f;
+  }
 }
 
 TEST(HubOptionsEnv, ReadsHuggingFaceVariables) {

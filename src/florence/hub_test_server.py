@@ -6,7 +6,8 @@ endpoints answer huggingface_hub:
   GET  /api/models/<org>/<name>/revision/<rev>       {"id", "sha", "siblings": [{"rfilename"}]}
   HEAD|GET /<org>/<name>/resolve/<rev>/<file>        small files: 200, ETag = git blob sha1;
                                                      LFS files (*.safetensors, *.bin): 302 to
-                                                     /lfs/<sha256> with X-Linked-Etag/-Size
+                                                     http://localhost:<port>/lfs/<sha256> (another
+                                                     host, as the CDN) with X-Linked-Etag/-Size
   GET  /lfs/<sha256>                                  the bytes, honouring Range (206)
 Every answer carries X-Repo-Commit; errors carry X-Error-Code as the hub does.
 Faults for tests: --cut FILE:BYTES drops the connection after BYTES bytes on the first GET of FILE;
@@ -144,9 +145,10 @@ def make_handler(hub):
             if name.endswith(LFS_SUFFIXES):
                 sha = hashlib.sha256(data).hexdigest()
                 hub.by_sha[sha] = (repo, name)
-                # Absolute, like the hub's CDN links: clients follow only relative redirects
-                # for metadata.
-                location = f"http://{self.headers.get('Host')}/lfs/{sha}"
+                # Another host, like the hub's CDN links: clients stop there for metadata and
+                # must not send the token on ("localhost" reaches this server too).
+                port = self.server.server_address[1]
+                location = f"http://localhost:{port}/lfs/{sha}"
                 self.send(302, {"Location": location, "X-Repo-Commit": commit,
                                 "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
                                 "ETag": '"redirect"'}, b"", head)
