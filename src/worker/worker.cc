@@ -136,10 +136,12 @@ void emit_received(Worker::State& s, const Request& r) {
 // A finished request frees its prefetch slot at once; its message stays in `unacked` until
 // the writer has stored the result and acked, so the slot's reuse risks nothing.
 void finish_locked(Worker::State& s, Outcome outcome) {
+  // Wake the writer only when it may be asleep (it sleeps only on an empty queue), and the
+  // consumer only when it waits for room: futex wakes per task would cost more than the task.
+  if (s.outcomes.empty()) s.writer_cv.notify_one();
   s.outcomes.push_back(std::move(outcome));
   s.held--;
-  s.writer_cv.notify_one();
-  s.capacity_cv.notify_one();
+  if (s.consumer_waiting) s.capacity_cv.notify_one();
 }
 
 // Decides what to do with one freshly reserved message. Called with the mutex held.
@@ -210,6 +212,8 @@ void consumer_loop(Worker::State& s) {
           spdlog::warn("event=dead-letter queue={} reason=\"{}\"", d.queue, d.reason);
         }
         got = static_cast<int>(result.deliveries.size());
+        std::vector<RequestPtr> accepted;
+        accepted.reserve(result.deliveries.size());
         for (auto& d : result.deliveries) {
           auto r = std::make_shared<Request>();
           try {
@@ -226,8 +230,11 @@ void consumer_loop(Worker::State& s) {
           r->received_at = celery::unix_now();
           spdlog::debug("task={} id={} event=received queue={}", r->message.task, r->message.id,
                         d.queue);
+          accepted.push_back(std::move(r));
+        }
+        if (!accepted.empty()) {
           std::lock_guard lock(s.mutex);
-          accept_delivery_locked(s, std::move(r));
+          for (auto& r : accepted) accept_delivery_locked(s, std::move(r));
         }
         // Round robin over queues, as kombu rotates the queue it just consumed from.
         if (got > 0 && queues.size() > 1) std::rotate(queues.begin(), queues.begin() + 1, queues.end());
@@ -240,16 +247,19 @@ void consumer_loop(Worker::State& s) {
       idle_ms = free_slots > 0 ? std::clamp(idle_ms * 2, 1, s.options.idle_poll_max_ms)
                                : s.options.idle_poll_max_ms;
       std::unique_lock lock(s.mutex);
+      if (free_slots > 0 && !s.ready.empty()) continue;  // work arrived meanwhile: no sleep
       auto wait = std::chrono::milliseconds(idle_ms);
       if (!s.scheduled.empty()) {
         double until = s.scheduled.begin()->first - celery::unix_now();
         wait = std::min(wait, std::chrono::milliseconds(std::max(0L, static_cast<long>(until * 1000))));
       }
+      s.consumer_waiting = true;
       s.capacity_cv.wait_for(lock, wait, [&] {
         return s.stopping.load() ||
                (free_slots <= 0 && s.prefetch_limit_locked() > s.held &&
                 s.outcomes.size() < kMaxPendingOutcomes);
       });
+      s.consumer_waiting = false;
     } catch (const redis::ConnectionError& e) {
       spdlog::error("event=broker-unreachable error=\"{}\"", e.what());
       transport.reset();
@@ -262,10 +272,16 @@ void consumer_loop(Worker::State& s) {
 }
 
 void executor_loop(Worker::State& s) {
+  std::optional<Outcome> finished;  // handed over together with taking the next request
   while (true) {
     RequestPtr r;
     {
       std::unique_lock lock(s.mutex);
+      if (finished) {
+        s.active.erase(finished->request->message.id);
+        finish_locked(s, std::move(*finished));
+        finished.reset();
+      }
       s.ready_cv.wait(lock, [&] { return s.stopping.load() || !s.ready.empty(); });
       if (s.stopping) return;  // unstarted requests are requeued by the shutdown code
       r = s.ready.front();
@@ -304,9 +320,7 @@ void executor_loop(Worker::State& s) {
       outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
     }
     outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
-    std::lock_guard lock(s.mutex);
-    s.active.erase(r->message.id);
-    finish_locked(s, std::move(outcome));
+    finished = std::move(outcome);
   }
 }
 

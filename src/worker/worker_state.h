@@ -75,6 +75,7 @@ struct Worker::State {
   std::map<std::string, long> total_by_task;
   long processed = 0;
   int running_executors = 0;
+  bool consumer_waiting = false;  // the consumer sleeps on capacity_cv
 
   std::vector<std::thread> threads;
 
