@@ -9,43 +9,53 @@
 namespace celeriac::broker {
 namespace {
 
-// Pops from the keys in order until max_count messages are taken, recording each in
-// unacked/unacked_index as kombu's consumer does. Full JSON decoding in Lua costs ~30 us per
-// message, so the tag and routing fields are read with patterns; a message without a tag
-// cannot be tracked in `unacked` (a Python restorer would choke on it) and goes to the
-// dead-letter list instead, in the same atomic step. Messages that carry a tag but turn out
-// malformed are dead-lettered by the worker right after decoding.
+// Pops up to max_count messages from the keys in order (RPOP with a count, one call per
+// list) and records each in unacked/unacked_index as kombu's consumer does, all in one atomic
+// step. Lua is slow at string work, so the script reads only the delivery tag (with a plain
+// find) and records the message under the anonymous exchange with its queue as routing key:
+// a kombu restore sends it back to the same queue. A message without a tag cannot be tracked
+// (a Python restorer would choke on it) and goes to the dead-letter list instead, in the same
+// step; messages that carry a tag but turn out malformed are dead-lettered by the worker.
 // KEYS: unacked, unacked_index, dead_letter, list keys...   ARGV: max_count, worker name
 // Returns a flat array: "D", queue_key, envelope | "X", queue_key, reason
 const redis::Script kReserveScript(R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max = tonumber(ARGV[1])
-local out = {}
+local find, sub = string.find, string.sub
+local out, hset, zadd = {}, {}, {}
 local taken = 0
 for i = 4, #KEYS do
-  while taken < max do
-    local msg = redis.call('RPOP', KEYS[i])
-    if not msg then break end
-    local tag = string.match(msg, '"delivery_tag"%s*:%s*"([^"\\]+)"')
-    if string.sub(msg, 1, 1) ~= '{' or not tag then
-      local reason = 'message has no properties.delivery_tag'
-      if not pcall(cjson.decode, msg) then reason = 'message is not valid JSON' end
-      redis.call('LPUSH', KEYS[3], cjson.encode({reason = reason, queue = KEYS[i],
-        message = msg, time = now, worker = ARGV[2]}))
-      out[#out + 1] = 'X'; out[#out + 1] = KEYS[i]; out[#out + 1] = reason
-    else
-      local ex = string.match(msg, '"exchange"%s*:%s*"([^"\\]*)"') or ''
-      local rk = string.match(msg, '"routing_key"%s*:%s*"([^"\\]*)"')
-      if not rk then rk = string.gsub(KEYS[i], '\6\22%d$', '') end
-      redis.call('HSET', KEYS[1], tag, '[' .. msg .. ',' .. cjson.encode(ex) .. ',' ..
-        cjson.encode(rk) .. ']')
-      redis.call('ZADD', KEYS[2], now, tag)
-      out[#out + 1] = 'D'; out[#out + 1] = KEYS[i]; out[#out + 1] = msg
-      taken = taken + 1
+  if taken >= max then break end
+  local msgs = redis.call('RPOP', KEYS[i], max - taken)
+  if msgs then
+    local queue = string.gsub(KEYS[i], '\6\22%d$', '')
+    local tail = ',"","' .. queue .. '"]'
+    for _, msg in ipairs(msgs) do
+      local _, e = find(msg, '"delivery_tag": "', 1, true)
+      if not e then _, e = find(msg, '"delivery_tag":"', 1, true) end
+      local close = e and find(msg, '"', e + 1, true)
+      if sub(msg, 1, 1) ~= '{' or not close or close == e + 1 then
+        local reason = 'message has no properties.delivery_tag'
+        if not pcall(cjson.decode, msg) then reason = 'message is not valid JSON' end
+        redis.call('LPUSH', KEYS[3], cjson.encode({reason = reason, queue = KEYS[i],
+          message = msg, time = now, worker = ARGV[2]}))
+        out[#out + 1] = 'X'; out[#out + 1] = KEYS[i]; out[#out + 1] = reason
+      else
+        local tag = sub(msg, e + 1, close - 1)
+        hset[#hset + 1] = tag
+        hset[#hset + 1] = '[' .. msg .. tail
+        zadd[#zadd + 1] = now
+        zadd[#zadd + 1] = tag
+        out[#out + 1] = 'D'; out[#out + 1] = KEYS[i]; out[#out + 1] = msg
+        taken = taken + 1
+      end
     end
   end
-  if taken >= max then break end
+end
+if #hset > 0 then
+  redis.call('HSET', KEYS[1], unpack(hset))
+  redis.call('ZADD', KEYS[2], unpack(zadd))
 end
 return out
 )lua");
