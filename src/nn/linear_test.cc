@@ -1,0 +1,108 @@
+// linear/matmul against a double-precision scalar loop. Tolerance: norm-wise relative error 1e-5
+// (fp32 accumulation in another order than the reference; K up to 1024 here).
+#include "nn/linear.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "nn/test_util.h"
+#include "nn/threading.h"
+
+namespace celeriac::nn {
+namespace {
+
+using testing::random_tensor;
+using testing::rel_error;
+
+std::vector<double> reference_linear(const Tensor& x, const Tensor& w, const Tensor* b,
+                                     bool gelu) {
+  int64_t m = x.rows(), k = x.dim(-1), n = w.dim(0);
+  std::vector<double> y(m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = b ? b->data()[j] : 0.0;
+      for (int64_t l = 0; l < k; ++l) s += double(x.data()[i * k + l]) * w.data()[j * k + l];
+      if (gelu) s = 0.5 * s * (1.0 + std::erf(s / std::sqrt(2.0)));
+      y[i * n + j] = s;
+    }
+  return y;
+}
+
+struct LinearCase {
+  int64_t m, k, n;
+};
+
+class LinearShapes : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(LinearShapes, MatchesScalarReference) {
+  auto [m, k, n] = GetParam();
+  Tensor x = random_tensor({m, k}, 1);
+  Tensor w = random_tensor({n, k}, 2);
+  Tensor b = random_tensor({n}, 3);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Tensor y = linear(x, w, &b);
+    EXPECT_LT(rel_error(y, reference_linear(x, w, &b, false)), 1e-5) << threads << " threads";
+    Tensor y_nobias = linear(x, w, nullptr);
+    EXPECT_LT(rel_error(y_nobias, reference_linear(x, w, nullptr, false)), 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearShapes,
+                         ::testing::Values(LinearCase{1, 1, 1}, LinearCase{3, 768, 40},
+                                           LinearCase{37, 64, 96}, LinearCase{144, 128, 384},
+                                           LinearCase{200, 1024, 33}));
+
+TEST(Linear, WeightsAreReadInPlaceFromAConstView) {
+  std::vector<float> storage(6 * 4);
+  for (size_t i = 0; i < storage.size(); ++i) storage[i] = 0.25f * static_cast<float>(i % 7);
+  Tensor w = Tensor::view(static_cast<const float*>(storage.data()), {6, 4});
+  Tensor x = random_tensor({2, 3, 4}, 9);  // leading dimensions are flattened
+  Tensor y = linear(x, w, nullptr);
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 6}));
+  EXPECT_LT(rel_error(y, reference_linear(x, w, nullptr, false)), 1e-6);
+}
+
+TEST(Linear, FusedGeluAndAccumulate) {
+  Tensor x = random_tensor({50, 96}, 4);
+  Tensor w = random_tensor({128, 96}, 5, -0.2f, 0.2f);
+  Tensor b = random_tensor({128}, 6);
+  Tensor y = linear(x, w, &b, {.activation = Activation::kGelu});
+  EXPECT_LT(rel_error(y, reference_linear(x, w, &b, true)), 1e-5);
+
+  Tensor residual = random_tensor({50, 128}, 7);
+  std::vector<double> want = reference_linear(x, w, &b, false);
+  for (size_t i = 0; i < want.size(); ++i) want[i] += residual.data()[i];
+  linear(x, w, &b, residual, {.accumulate = true});
+  EXPECT_LT(rel_error(residual, want), 1e-5);
+}
+
+TEST(Linear, MatmulWithInOutWeights) {
+  Tensor x = random_tensor({17, 48}, 8);
+  Tensor w = random_tensor({48, 20}, 9);  // [in, out], image_projection's layout
+  Tensor y = Tensor::empty({17, 20});
+  matmul(x, w, y);
+  std::vector<double> want(17 * 20);
+  for (int i = 0; i < 17; ++i)
+    for (int j = 0; j < 20; ++j) {
+      double s = 0;
+      for (int l = 0; l < 48; ++l) s += double(x.data()[i * 48 + l]) * w.data()[l * 20 + j];
+      want[i * 20 + j] = s;
+    }
+  EXPECT_LT(rel_error(y, want), 1e-5);
+}
+
+TEST(Linear, RejectsMismatchedShapes) {
+  Tensor x = random_tensor({4, 8}, 1);
+  Tensor w = random_tensor({5, 7}, 2);
+  EXPECT_THROW(linear(x, w, nullptr), ShapeError);
+  Tensor w_ok = random_tensor({5, 8}, 2);
+  Tensor bad_bias = random_tensor({4}, 3);
+  EXPECT_THROW(linear(x, w_ok, &bad_bias), ShapeError);
+  Tensor bad_out = Tensor::empty({4, 6});
+  EXPECT_THROW(linear(x, w_ok, nullptr, bad_out), ShapeError);
+}
+
+}  // namespace
+}  // namespace celeriac::nn

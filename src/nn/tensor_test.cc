@@ -1,0 +1,57 @@
+#include "nn/tensor.h"
+
+#include <gtest/gtest.h>
+
+#include "nn/threading.h"
+
+namespace celeriac::nn {
+namespace {
+
+TEST(Tensor, OwningTensorIsAlignedAndWritable) {
+  Tensor t = Tensor::zeros({3, 5});
+  EXPECT_EQ(t.numel(), 15);
+  EXPECT_EQ(t.rows(), 3);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % 64, 0u);
+  t.mutable_data()[14] = 2.0f;
+  EXPECT_EQ(t.data()[14], 2.0f);
+  EXPECT_EQ(t.data()[0], 0.0f);
+}
+
+TEST(Tensor, ConstViewIsReadOnlyAndShared) {
+  const float weights[6] = {1, 2, 3, 4, 5, 6};
+  Tensor w = Tensor::view(weights, {2, 3});
+  EXPECT_EQ(w.data(), weights);  // no copy
+  EXPECT_FALSE(w.writable());
+  EXPECT_THROW(w.mutable_data(), ShapeError);
+  Tensor r = w.reshape({3, 2});
+  EXPECT_EQ(r.data(), weights);
+  EXPECT_EQ(r.dim(0), 3);
+  EXPECT_EQ(r.dim(-1), 2);
+}
+
+TEST(Tensor, ReshapeAndSliceKeepStorage) {
+  Tensor t = Tensor::zeros({4, 2, 3});
+  Tensor s = t.slice0(1, 3);
+  EXPECT_EQ(s.shape(), (Shape{2, 2, 3}));
+  EXPECT_EQ(s.data(), t.data() + 6);
+  EXPECT_THROW(t.reshape({5, 5}), ShapeError);
+  EXPECT_THROW(t.slice0(2, 5), ShapeError);
+  Tensor owner_gone = Tensor::zeros({2}).reshape({1, 2});  // the storage lives with the view
+  EXPECT_EQ(owner_gone.data()[1], 0.0f);
+}
+
+TEST(Threading, ParallelForCoversRangeOnce) {
+  set_num_threads(2);
+  std::vector<int> hits(1000, 0);
+  parallel_for(1000, 10, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) hits[i]++;
+  });
+  for (int h : hits) ASSERT_EQ(h, 1);
+  EXPECT_EQ(num_threads(), 2);
+  set_num_threads(0);
+  EXPECT_EQ(num_threads(), 1);
+  set_num_threads(2);
+}
+
+}  // namespace
+}  // namespace celeriac::nn
