@@ -2,7 +2,6 @@
 #include "redis/connection.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/sha.h>
 #include <poll.h>
 #include <sys/time.h>
 
@@ -197,30 +196,35 @@ std::vector<Reply> Connection::pipeline(const std::vector<Args>& commands) {
   return replies;
 }
 
-Script::Script(std::string source) : source_(std::move(source)) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(source_.data()), source_.size(), digest);
-  static const char* hex = "0123456789abcdef";
-  for (unsigned char b : digest) {
-    sha_.push_back(hex[b >> 4]);
-    sha_.push_back(hex[b & 15]);
-  }
-}
-
-Args Script::evalsha_command(const Args& keys, const Args& args) const {
-  Args cmd{"EVALSHA", sha_, std::to_string(keys.size())};
+Args Script::evalsha_command(const std::string& sha, const Args& keys, const Args& args) const {
+  Args cmd{"EVALSHA", sha, std::to_string(keys.size())};
   cmd.insert(cmd.end(), keys.begin(), keys.end());
   cmd.insert(cmd.end(), args.begin(), args.end());
   return cmd;
 }
 
-void Script::load(Connection& conn) const { conn.command({"SCRIPT", "LOAD", source_}).ok(); }
+void Script::load(Connection& conn) const {
+  Reply r = conn.command({"SCRIPT", "LOAD", source_});
+  r.ok();
+  std::lock_guard lock(mutex_);
+  sha_ = r.str;
+}
 
 Reply Script::run(Connection& conn, const Args& keys, const Args& args) const {
-  Reply r = conn.command(evalsha_command(keys, args));
+  std::string sha;
+  {
+    std::lock_guard lock(mutex_);
+    sha = sha_;
+  }
+  if (sha.empty()) {
+    load(conn);
+    std::lock_guard lock(mutex_);
+    sha = sha_;
+  }
+  Reply r = conn.command(evalsha_command(sha, keys, args));
   if (r.is_error() && r.str.starts_with("NOSCRIPT")) {
     load(conn);
-    r = conn.command(evalsha_command(keys, args));
+    r = conn.command(evalsha_command(sha, keys, args));
   }
   return r;
 }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -85,21 +86,21 @@ class Connection {
   redisContext* ctx_ = nullptr;
 };
 
-// A Lua script run by EVALSHA, loaded on first use and again after NOSCRIPT
-// (a restarted or flushed Redis forgets scripts).
+// A Lua script run by EVALSHA. Its SHA-1 comes from Redis (SCRIPT LOAD) on first use, and
+// the script is loaded again after NOSCRIPT (a restarted or flushed Redis forgets scripts).
+// Shared by threads: each passes its own connection.
 class Script {
  public:
-  explicit Script(std::string source);
+  explicit Script(std::string source) : source_(std::move(source)) {}
   Reply run(Connection& conn, const Args& keys, const Args& args) const;
-  // The command that runs the script, for pipelines (needs `load` first on that connection).
-  Args evalsha_command(const Args& keys, const Args& args) const;
   void load(Connection& conn) const;
-  const std::string& sha() const { return sha_; }
   const std::string& source() const { return source_; }
 
  private:
+  Args evalsha_command(const std::string& sha, const Args& keys, const Args& args) const;
   std::string source_;
-  std::string sha_;
+  mutable std::mutex mutex_;
+  mutable std::string sha_;  // empty until loaded
 };
 
 }  // namespace celeriac::redis
