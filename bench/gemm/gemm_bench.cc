@@ -36,22 +36,21 @@ struct Shape {
 // Florence-2-base at 768x768 (spec §3, §15): DaViT linear layers per stage (tokens x C -> 3C, C,
 // 4C and back), the BART encoder (S = 585) and one decode step with 3 beams.
 const Shape kShapes[] = {
-    {"davit0.qkv", 36864, 128, 384},  {"davit0.proj", 36864, 128, 128},
-    {"davit0.fc1", 36864, 128, 512},  {"davit0.fc2", 36864, 512, 128},
-    {"davit1.qkv", 9216, 256, 768},   {"davit1.fc1", 9216, 256, 1024},
-    {"davit1.fc2", 9216, 1024, 256},  {"davit2.qkv", 2304, 512, 1536},
-    {"davit2.proj", 2304, 512, 512},  {"davit2.fc1", 2304, 512, 2048},
-    {"davit2.fc2", 2304, 2048, 512},  {"davit3.qkv", 576, 1024, 3072},
-    {"davit3.fc1", 576, 1024, 4096},  {"davit3.fc2", 576, 4096, 1024},
-    {"enc.qkv", 585, 768, 2304},      {"enc.fc1", 585, 768, 3072},
-    {"enc.fc2", 585, 3072, 768},      {"dec.q", 3, 768, 768},
-    {"dec.fc1", 3, 768, 3072},        {"dec.fc2", 3, 3072, 768},
+    {"davit0.qkv", 36864, 128, 384}, {"davit0.proj", 36864, 128, 128},
+    {"davit0.fc1", 36864, 128, 512}, {"davit0.fc2", 36864, 512, 128},
+    {"davit1.qkv", 9216, 256, 768},  {"davit1.fc1", 9216, 256, 1024},
+    {"davit1.fc2", 9216, 1024, 256}, {"davit2.qkv", 2304, 512, 1536},
+    {"davit2.proj", 2304, 512, 512}, {"davit2.fc1", 2304, 512, 2048},
+    {"davit2.fc2", 2304, 2048, 512}, {"davit3.qkv", 576, 1024, 3072},
+    {"davit3.fc1", 576, 1024, 4096}, {"davit3.fc2", 576, 4096, 1024},
+    {"enc.qkv", 585, 768, 2304},     {"enc.fc1", 585, 768, 3072},
+    {"enc.fc2", 585, 3072, 768},     {"dec.q", 3, 768, 768},
+    {"dec.fc1", 3, 768, 3072},       {"dec.fc2", 3, 3072, 768},
     {"dec.lm_head", 3, 768, 51289},
 };
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Runs `fn` once to warm up, then repeatedly for at least min_time_s (and 3 runs); returns the
@@ -186,14 +185,14 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
       double t_blas = time_best(
           [&] {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.m, s.n, s.k, 1.0f, x.data(),
-                        s.k, w.data(), s.k, 0.0f, y_blas.data(), s.n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.m, s.n, s.k, 1.0f, x.data(), s.k,
+                        w.data(), s.k, 0.0f, y_blas.data(), s.n);
           },
           args.min_time_s);
       double t_sgemm = time_best(
           [&] {
-            dnnl_sgemm('N', 'T', s.m, s.n, s.k, 1.0f, x.data(), s.k, w.data(), s.k, 0.0f,
-                       y.data(), s.n);
+            dnnl_sgemm('N', 'T', s.m, s.n, s.k, 1.0f, x.data(), s.k, w.data(), s.k, 0.0f, y.data(),
+                       s.n);
           },
           args.min_time_s);
       double d_sgemm = max_rel_diff(y, y_blas);
@@ -206,8 +205,8 @@ int main(int argc, char** argv) {
       double d_mm = max_rel_diff(y, y_blas);
       double t_pack = time_best([&] { run_mm(mm_pack, w_pack_mem); }, args.min_time_s);
       double d_pack = max_rel_diff(y, y_blas);
-      std::printf("%-12s %6ld %5ld %6ld %3d %10.1f %10.1f %10.1f %10.1f   %.1e %.1e %.1e\n",
-                  s.name, s.m, s.k, s.n, threads, flop / t_blas / 1e9, flop / t_sgemm / 1e9,
+      std::printf("%-12s %6ld %5ld %6ld %3d %10.1f %10.1f %10.1f %10.1f   %.1e %.1e %.1e\n", s.name,
+                  s.m, s.k, s.n, threads, flop / t_blas / 1e9, flop / t_sgemm / 1e9,
                   flop / t_mm / 1e9, flop / t_pack / 1e9, d_sgemm, d_mm, d_pack);
       std::fflush(stdout);
     }

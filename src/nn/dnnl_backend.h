@@ -3,8 +3,8 @@
 // primitive descriptor on every call, ~10-50 us, which adds up in a decode step of ~50 GEMMs).
 #pragma once
 
-#include <oneapi/dnnl/dnnl.hpp>
 #include <functional>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 
 namespace celeriac::nn::detail {

@@ -4,6 +4,8 @@
 // one-copy rule.
 #include "nn/linear.h"
 
+#include <unordered_map>
+
 #include "nn/dnnl_backend.h"
 #include "nn/threading.h"
 
@@ -21,8 +23,7 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
     throw ShapeError("linear: output " + y.shape().to_string() + " for " + std::to_string(m) +
                      " x " + std::to_string(n));
   if (bias && bias->numel() != n)
-    throw ShapeError("linear: bias " + bias->shape().to_string() + " for N = " +
-                     std::to_string(n));
+    throw ShapeError("linear: bias " + bias->shape().to_string() + " for N = " + std::to_string(n));
   if (m == 0) return;
   detail::apply_num_threads();
 
@@ -53,8 +54,8 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
   dnnl::memory dst(dst_md, engine, y.mutable_data());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine,
-                                                     const_cast<float*>(bias->data())));
+  if (bias)
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias->data())));
   prim.execute(detail::thread_stream(), args);
   detail::thread_stream().wait();
 }

@@ -15,8 +15,7 @@ namespace {
 using testing::random_tensor;
 using testing::rel_error;
 
-std::vector<double> reference_linear(const Tensor& x, const Tensor& w, const Tensor* b,
-                                     bool gelu) {
+std::vector<double> reference_linear(const Tensor& x, const Tensor& w, const Tensor* b, bool gelu) {
   int64_t m = x.rows(), k = x.dim(-1), n = w.dim(0);
   std::vector<double> y(m * n);
   for (int64_t i = 0; i < m; ++i)

@@ -1,0 +1,104 @@
+// Attention on oneDNN's row-major sgemm. Every (batch, head) task scales its q rows into a scratch
+// buffer (the reference multiplies q, so we round the same way), computes its score block, masks,
+// runs softmax and the product with v straight into the output rows.
+#include "nn/attention.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "nn/softmax.h"
+#include "nn/threading.h"
+
+namespace celeriac::nn {
+namespace {
+
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float* c, int64_t ldc) {
+  dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  if (st != dnnl_success) throw ShapeError("dnnl_sgemm failed, status " + std::to_string(st));
+}
+
+// Work of one task in flops, to choose how finely to split: tiny decode steps stay on one thread.
+int64_t grain_for(int64_t flops_per_task) {
+  return std::max<int64_t>(1, 200000 / std::max<int64_t>(1, flops_per_task));
+}
+
+}  // namespace
+
+void attention(const SeqView& q, const SeqView& k, const SeqView& v, const AttentionParams& p,
+               const MutableSeqView& out) {
+  const int64_t sq = q.seq, sk = k.seq, d = p.head_dim, tasks = p.batch * p.heads;
+  if (k.seq != v.seq || p.heads < 1 || d < 1 ||
+      (!p.key_lengths.empty() && static_cast<int64_t>(p.key_lengths.size()) != p.batch))
+    throw ShapeError("attention: q/k/v sequence lengths " + std::to_string(sq) + "/" +
+                     std::to_string(k.seq) + "/" + std::to_string(v.seq) + ", " +
+                     std::to_string(p.key_lengths.size()) + " key lengths for batch " +
+                     std::to_string(p.batch));
+  if (sq == 0 || tasks == 0) return;
+  detail::apply_num_threads();
+  parallel_for(tasks, grain_for(4 * sq * sk * d), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> q_scaled, scores;
+    q_scaled.resize(sq * d);
+    scores.resize(sq * sk);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / p.heads, h = t % p.heads;
+      const float* qp = q.data + b * q.batch_stride + h * d;
+      const float* kp = k.data + b * k.batch_stride + h * d;
+      const float* vp = v.data + b * v.batch_stride + h * d;
+      float* op = out.data + b * out.batch_stride + h * d;
+      for (int64_t i = 0; i < sq; ++i)
+        for (int64_t j = 0; j < d; ++j) q_scaled[i * d + j] = qp[i * q.row_stride + j] * p.scale;
+      if (sk > 0)
+        sgemm('N', 'T', sq, sk, d, q_scaled.data(), d, kp, k.row_stride, scores.data(), sk);
+      const int64_t valid = p.key_lengths.empty() ? sk : std::min(sk, p.key_lengths[b]);
+      for (int64_t i = 0; i < sq; ++i) {
+        int64_t limit = p.causal ? std::min(valid, p.causal_offset + i + 1) : valid;
+        std::fill(scores.data() + i * sk + std::max<int64_t>(limit, 0),
+                  scores.data() + (i + 1) * sk, -std::numeric_limits<float>::infinity());
+      }
+      softmax_rows(Tensor::view(scores.data(), {sq, std::max<int64_t>(sk, 1)}));
+      if (sk > 0)
+        sgemm('N', 'N', sq, d, sk, scores.data(), sk, vp, v.row_stride, op, out.row_stride);
+      else
+        for (int64_t i = 0; i < sq; ++i)
+          std::fill(op + i * out.row_stride, op + i * out.row_stride + d, 0.0f);
+    }
+  });
+}
+
+void channel_attention(const Tensor& qkv, int64_t groups, float scale, const Tensor& out) {
+  if (qkv.rank() != 3 || out.rank() != 3 || qkv.dim(2) % 3 || out.dim(2) * 3 != qkv.dim(2) ||
+      out.dim(0) != qkv.dim(0) || out.dim(1) != qkv.dim(1) || groups < 1 || out.dim(2) % groups)
+    throw ShapeError("channel_attention: qkv " + qkv.shape().to_string() + " out " +
+                     out.shape().to_string() + " groups " + std::to_string(groups));
+  const int64_t batch = qkv.dim(0), n = qkv.dim(1), c = out.dim(2), d = c / groups;
+  const int64_t ld = 3 * c;
+  const float* base = qkv.data();
+  float* obase = out.mutable_data();
+  detail::apply_num_threads();
+  parallel_for(batch * groups, grain_for(4 * n * d * d), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> q_scaled, attn;
+    q_scaled.resize(n * d);
+    attn.resize(d * d);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / groups, g = t % groups;
+      const float* qp = base + b * n * ld + g * d;
+      const float* kp = qp + c;
+      const float* vp = qp + 2 * c;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < d; ++j) q_scaled[i * d + j] = qp[i * ld + j] * scale;
+      // A[d, d] = Q_sᵀ K: Q_s is N × d, read transposed.
+      sgemm('T', 'N', d, d, n, q_scaled.data(), d, kp, ld, attn.data(), d);
+      softmax_rows(Tensor::view(attn.data(), {d, d}));
+      // out_g[N, d] = V_g[N, d] · Aᵀ
+      sgemm('N', 'T', n, d, d, vp, ld, attn.data(), d, obase + b * n * c + g * d, c);
+    }
+  });
+}
+
+}  // namespace celeriac::nn

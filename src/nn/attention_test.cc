@@ -1,0 +1,151 @@
+// attention / channel_attention against scalar double loops (rel 1e-5 norm-wise), with the
+// layouts the model uses: a fused qkv buffer read in place, causal decoding with a cache offset,
+// padding masks, and cross-attention keys shared by all beams (batch_stride 0).
+#include "nn/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "nn/test_util.h"
+#include "nn/threading.h"
+
+namespace celeriac::nn {
+namespace {
+
+using testing::random_tensor;
+
+// Plain MHA on contiguous [B, S, H·D] tensors (k, v with batch 1 if shared).
+std::vector<double> reference_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        int64_t heads, double scale, bool causal, int64_t offset,
+                                        const std::vector<int64_t>& lens, bool shared_kv) {
+  int64_t b_n = q.dim(0), sq = q.dim(1), sk = k.dim(1), hd = q.dim(2), d = hd / heads;
+  std::vector<double> out(b_n * sq * hd, 0.0);
+  for (int64_t b = 0; b < b_n; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < sq; ++i) {
+        int64_t kb = shared_kv ? 0 : b;
+        int64_t limit = lens.empty() ? sk : lens[b];
+        if (causal) limit = std::min(limit, offset + i + 1);
+        std::vector<double> s(sk, -INFINITY);
+        double m = -INFINITY;
+        for (int64_t j = 0; j < limit; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < d; ++e)
+            dot += double(float(q.data()[(b * sq + i) * hd + h * d + e] * float(scale))) *
+                   k.data()[(kb * sk + j) * hd + h * d + e];
+          s[j] = dot;
+          m = std::max(m, dot);
+        }
+        double z = 0;
+        for (int64_t j = 0; j < limit; ++j) z += std::exp(s[j] - m);
+        for (int64_t j = 0; j < limit; ++j)
+          for (int64_t e = 0; e < d; ++e)
+            out[(b * sq + i) * hd + h * d + e] +=
+                std::exp(s[j] - m) / z * v.data()[(kb * sk + j) * hd + h * d + e];
+      }
+  return out;
+}
+
+SeqView seq(const Tensor& t) { return {t.data(), t.dim(1), t.dim(1) * t.dim(2), t.dim(2)}; }
+
+TEST(Attention, BidirectionalWithPaddingMask) {
+  const int64_t b = 2, s = 13, heads = 3, d = 8;
+  Tensor q = random_tensor({b, s, heads * d}, 1), k = random_tensor({b, s, heads * d}, 2),
+         v = random_tensor({b, s, heads * d}, 3);
+  std::vector<int64_t> lens = {13, 9};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Tensor out = Tensor::empty({b, s, heads * d});
+    AttentionParams p{
+        .batch = b, .heads = heads, .head_dim = d, .scale = 0.35f, .key_lengths = lens};
+    attention(seq(q), seq(k), seq(v), p, {out.mutable_data(), s * heads * d, heads * d});
+    EXPECT_LT(
+        testing::rel_error(out, reference_attention(q, k, v, heads, 0.35, false, 0, lens, false)),
+        1e-5);
+  }
+}
+
+TEST(Attention, FusedQkvReadInPlace) {
+  // One [S, 3C] buffer as DaViT's window attention produces it; 4 windows of 9 tokens.
+  const int64_t windows = 4, s = 9, heads = 2, d = 4, c = heads * d;
+  Tensor qkv = random_tensor({windows, s, 3 * c}, 5);
+  Tensor q = Tensor::empty({windows, s, c}), k = Tensor::empty({windows, s, c}),
+         v = Tensor::empty({windows, s, c});
+  for (int64_t r = 0; r < windows * s; ++r)
+    for (int64_t e = 0; e < c; ++e) {
+      q.mutable_data()[r * c + e] = qkv.data()[r * 3 * c + e];
+      k.mutable_data()[r * c + e] = qkv.data()[r * 3 * c + c + e];
+      v.mutable_data()[r * c + e] = qkv.data()[r * 3 * c + 2 * c + e];
+    }
+  Tensor out = Tensor::empty({windows, s, c});
+  AttentionParams p{.batch = windows, .heads = heads, .head_dim = d, .scale = 0.5f};
+  const float* base = qkv.data();
+  attention({base, s, s * 3 * c, 3 * c}, {base + c, s, s * 3 * c, 3 * c},
+            {base + 2 * c, s, s * 3 * c, 3 * c}, p, {out.mutable_data(), s * c, c});
+  EXPECT_LT(testing::rel_error(out, reference_attention(q, k, v, heads, 0.5, false, 0, {}, false)),
+            1e-5);
+}
+
+TEST(Attention, CausalPrefillAndCachedStep) {
+  const int64_t s = 7, heads = 2, d = 16, hd = heads * d;
+  Tensor q = random_tensor({1, s, hd}, 1), k = random_tensor({1, s, hd}, 2),
+         v = random_tensor({1, s, hd}, 3);
+  Tensor out = Tensor::empty({1, s, hd});
+  AttentionParams p{.heads = heads, .head_dim = d, .scale = 0.25f, .causal = true};
+  attention(seq(q), seq(k), seq(v), p, {out.mutable_data(), s * hd, hd});
+  EXPECT_LT(testing::rel_error(out, reference_attention(q, k, v, heads, 0.25, true, 0, {}, false)),
+            1e-5);
+  // The last query alone against the full cache (offset s-1) equals the last row of prefill.
+  Tensor last = Tensor::empty({1, 1, hd});
+  p.causal_offset = s - 1;
+  attention({q.data() + (s - 1) * hd, 1, hd, hd}, seq(k), seq(v), p, {last.mutable_data(), hd, hd});
+  for (int64_t e = 0; e < hd; ++e) EXPECT_NEAR(last.data()[e], out.data()[(s - 1) * hd + e], 1e-6);
+}
+
+TEST(Attention, BeamsShareCrossAttentionKeys) {
+  const int64_t beams = 3, s_enc = 20, heads = 4, d = 8, hd = heads * d;
+  Tensor q = random_tensor({beams, 1, hd}, 1), k = random_tensor({1, s_enc, hd}, 2),
+         v = random_tensor({1, s_enc, hd}, 3);
+  Tensor out = Tensor::empty({beams, 1, hd});
+  AttentionParams p{.batch = beams, .heads = heads, .head_dim = d, .scale = 0.125f};
+  attention(seq(q), {k.data(), s_enc, 0, hd}, {v.data(), s_enc, 0, hd}, p,
+            {out.mutable_data(), hd, hd});
+  EXPECT_LT(testing::rel_error(out, reference_attention(q, k, v, heads, 0.125, false, 0, {}, true)),
+            1e-5);
+}
+
+TEST(ChannelAttention, MatchesSpecFormula) {
+  const int64_t b = 2, n = 50, groups = 3, d = 4, c = groups * d;
+  Tensor qkv = random_tensor({b, n, 3 * c}, 7);
+  const float scale = 1.0f / std::sqrt(float(n));
+  std::vector<double> want(b * n * c, 0.0);
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t g = 0; g < groups; ++g) {
+      auto at = [&](int part, int64_t tok, int64_t ch) {
+        return double(qkv.data()[(bi * n + tok) * 3 * c + part * c + g * d + ch]);
+      };
+      for (int64_t i = 0; i < d; ++i) {
+        std::vector<double> a(d);
+        double m = -INFINITY, z = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          double s = 0;
+          for (int64_t t = 0; t < n; ++t) s += double(float(at(0, t, i) * scale)) * at(1, t, j);
+          a[j] = s;
+          m = std::max(m, s);
+        }
+        for (int64_t j = 0; j < d; ++j) z += std::exp(a[j] - m);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t j = 0; j < d; ++j)
+            want[(bi * n + t) * c + g * d + i] += std::exp(a[j] - m) / z * at(2, t, j);
+      }
+    }
+  Tensor out = Tensor::empty({b, n, c});
+  channel_attention(qkv, groups, scale, out);
+  EXPECT_LT(testing::rel_error(out, want), 1e-5);
+  Tensor bad = Tensor::empty({b, n, c + 1});
+  EXPECT_THROW(channel_attention(qkv, groups, scale, bad), ShapeError);
+}
+
+}  // namespace
+}  // namespace celeriac::nn
