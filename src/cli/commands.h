@@ -10,5 +10,7 @@ namespace celeriac::cli {
 void add_version_command(CLI::App& app, int& exit_code);
 // worker, call (queue_commands.cc)
 void add_queue_commands(CLI::App& app, int& exit_code);
+// inspect-weights, download (weights_commands.cc)
+void add_weights_commands(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli

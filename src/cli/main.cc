@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   celeriac::cli::add_version_command(app, exit_code);
   celeriac::cli::add_queue_commands(app, exit_code);
+  celeriac::cli::add_weights_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

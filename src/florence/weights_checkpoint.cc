@@ -1,6 +1,9 @@
 // Opening a checkpoint: format detection, layout mapping, tied/default tensors, shape checks.
 #include "florence/weights_checkpoint.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -69,6 +72,18 @@ std::vector<float> temporal_table(int64_t rows, int64_t dim) {
     }
   }
   return table;
+}
+
+// Room for n floats. Large buffers are 2 MiB aligned and asked to be huge pages: converting a
+// 463 MB fp16 checkpoint then faults in ~450 pages instead of ~230,000.
+float* alloc_floats(std::size_t n) {
+  constexpr std::size_t kHuge = 2u << 20;
+  const std::size_t bytes = std::max<std::size_t>(n * sizeof(float), 1);
+  if (bytes < kHuge) return static_cast<float*>(std::malloc(bytes));
+  const std::size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
+  return static_cast<float*>(p);
 }
 
 std::vector<std::byte> to_bytes(const std::vector<float>& v) {
@@ -274,13 +289,15 @@ std::span<const float> Checkpoint::make_f32(const std::string& name, const Tenso
   if (it == f32_cache_.end()) {
     // Tied names share one conversion.
     for (auto& [other, floats] : f32_cache_) {
-      if (tensors_.find(other)->second.data == view.data) return floats;
+      if (tensors_.find(other)->second.data == view.data) return {floats.data.get(), floats.size};
     }
-    std::vector<float> floats(static_cast<std::size_t>(view.numel()));
-    convert_to_f32(view, floats);
+    Floats floats;
+    floats.size = static_cast<std::size_t>(view.numel());
+    floats.data.reset(alloc_floats(floats.size));
+    convert_to_f32(view, {floats.data.get(), floats.size});
     it = f32_cache_.emplace(name, std::move(floats)).first;
   }
-  return it->second;
+  return {it->second.data.get(), it->second.size};
 }
 
 std::vector<std::string> Checkpoint::names() const {

@@ -12,6 +12,7 @@
 // names each missing or misshapen tensor.
 #pragma once
 
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -81,7 +82,14 @@ class Checkpoint {
   std::vector<std::string> unused_;
   std::vector<std::string> notes_;
   mutable std::unique_ptr<std::mutex> f32_mutex_ = std::make_unique<std::mutex>();
-  mutable std::map<std::string, std::vector<float>, std::less<>> f32_cache_;
+  struct Floats {
+    struct Free {
+      void operator()(float* p) const { std::free(p); }
+    };
+    std::unique_ptr<float, Free> data;  // not zero-filled: the conversion writes every value
+    std::size_t size = 0;
+  };
+  mutable std::map<std::string, Floats, std::less<>> f32_cache_;
 };
 
 // Finds the weights of a checkpoint folder (see CheckpointOptions::format) and reads them without

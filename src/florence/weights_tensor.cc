@@ -1,6 +1,8 @@
 // DType names and sizes, and exact upcasts of half-precision storage to float32.
 #include "florence/weights_tensor.h"
 
+#include <immintrin.h>
+
 #include <cstring>
 
 namespace celeriac::florence {
@@ -93,6 +95,36 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
+namespace {
+
+// F16C converts 8 halves per instruction; every x86-64 CPU of the last decade has it, the check
+// keeps the binary portable to the others.
+__attribute__((target("f16c,avx"))) void halves_to_floats_f16c(const std::byte* in, float* out,
+                                                                std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, in + 2 * i, 2);
+    out[i] = half_to_float(v);
+  }
+}
+
+void halves_to_floats(const std::byte* in, float* out, std::size_t n) {
+  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  if (f16c) return halves_to_floats_f16c(in, out, n);
+  for (std::size_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, in + 2 * i, 2);
+    out[i] = half_to_float(v);
+  }
+}
+
+}  // namespace
+
 void convert_to_f32(const TensorView& tensor, std::span<float> out) {
   const auto n = static_cast<std::size_t>(tensor.numel());
   if (out.size() < n) {
@@ -104,19 +136,17 @@ void convert_to_f32(const TensorView& tensor, std::span<float> out) {
       std::memcpy(out.data(), p, n * 4);
       return;
     case DType::kF16:
-      for (std::size_t i = 0; i < n; ++i) {
+      halves_to_floats(p, out.data(), n);
+      return;
+    case DType::kBF16: {
+      uint32_t* bits = reinterpret_cast<uint32_t*>(out.data());
+      for (std::size_t i = 0; i < n; ++i) {  // a shift per value; vectorised by the compiler
         uint16_t v;
         std::memcpy(&v, p + 2 * i, 2);
-        out[i] = half_to_float(v);
+        bits[i] = static_cast<uint32_t>(v) << 16;
       }
       return;
-    case DType::kBF16:
-      for (std::size_t i = 0; i < n; ++i) {
-        uint16_t v;
-        std::memcpy(&v, p + 2 * i, 2);
-        out[i] = bf16_to_float(v);
-      }
-      return;
+    }
     case DType::kF64:
       for (std::size_t i = 0; i < n; ++i) {
         double v;
