@@ -250,5 +250,27 @@ TEST(Checkpoint, ReferenceOutputsAreReadableAsSafetensors) {
   EXPECT_EQ(ref.tensors.at("logits.p00").shape, (std::vector<int64_t>{51328}));
 }
 
+// The full Florence-2-base configuration with random weights, when generated locally by
+// scripts/fixtures/make_florence_base_random.py (not committed: 1.4 GB).
+TEST(Checkpoint, BaseRandomLayoutsAgree) {
+  const auto base = std::filesystem::path(CELERIAC_SOURCE_DIR) / ".cache" / "florence-2-base-random";
+  if (!std::filesystem::exists(base / "remote" / "pytorch_model.bin")) {
+    GTEST_SKIP() << "run scripts/fixtures/make_florence_base_random.py first";
+  }
+  const auto native = Checkpoint::open(base / "native");
+  const auto remote = Checkpoint::open(base / "remote");
+  EXPECT_EQ(remote.config().vision.dim_embed, (std::vector<int>{128, 256, 512, 1024}));
+  EXPECT_EQ(remote.tensor("language_model.lm_head.weight").shape,
+            (std::vector<int64_t>{51289, 768}));
+  const auto expected = expected_tensors(remote.config());
+X
+  for (const auto& e : expected) {
+    auto a = remote.f32(e.name);
+    auto b = native.f32(e.name);
+    ASSERT_LE(a.size(), b.size()) << e.name;
+    ASSERT_TRUE(std::equal(a.begin(), a.end(), b.begin())) << e.name;
+  }
+}
+
 }  // namespace
 }  // namespace celeriac::florence
