@@ -263,7 +263,7 @@ TEST(Checkpoint, BaseRandomLayoutsAgree) {
   EXPECT_EQ(remote.tensor("language_model.lm_head.weight").shape,
             (std::vector<int64_t>{51289, 768}));
   const auto expected = expected_tensors(remote.config());
-X
+  EXPECT_EQ(expected.size(), 669u);  // florence2.md Appendix A: 669 names, tied and buffers included
   for (const auto& e : expected) {
     auto a = remote.f32(e.name);
     auto b = native.f32(e.name);
