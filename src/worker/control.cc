@@ -4,6 +4,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "celery/codec.h"
 #include "redis/url.h"
 #include "worker/worker_state.h"
@@ -187,8 +189,9 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     return out;
   }
   if (method == "active_queues") {
+    std::lock_guard lock(s.mutex);
     Json out = Json::array();
-    for (const auto& q : s.options.queues) out.push_back(queue_json(q));
+    for (const auto& q : s.queues) out.push_back(queue_json(q));
     return out;
   }
   if (method == "conf") {
@@ -245,10 +248,85 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     worker.stop();
     return nullptr;  // Celery never replies to shutdown
   }
-  if (method == "add_consumer" || method == "cancel_consumer" || method == "pool_grow" ||
-      method == "pool_shrink" || method == "rate_limit" || method == "time_limit" ||
-      method == "autoscale") {
-    return error("NotImplementedError('" + method + " is not supported by this celeriac worker yet')");
+  if (method == "pool_grow") {
+    int n = args.value("n", 1);
+    if (n < 1) return error("ValueError('n must be positive')");
+    grow_pool(s, n);
+    return ok("pool will grow");
+  }
+  if (method == "pool_shrink") {
+    int n = args.value("n", 1);
+    if (s.pool_size.load() - n < 1) return error("ValueError(\"Can't shrink pool. All processes busy!\")");
+    s.pool_size -= n;
+    std::lock_guard lock(s.mutex);
+    s.ready_cv.notify_all();
+    return ok("pool will shrink");
+  }
+  if (method == "autoscale") return error("ValueError('Autoscale not enabled')");
+  if (method == "add_consumer") {
+    std::string queue = args.value("queue", "");
+    if (queue.empty()) return error("ValueError('add_consumer needs a queue')");
+    std::lock_guard lock(s.mutex);
+    if (std::find(s.queues.begin(), s.queues.end(), queue) == s.queues.end()) {
+      s.queues.push_back(queue);
+      s.queues_version++;
+      spdlog::info("event=add-consumer queue={}", queue);
+      return ok("add consumer " + queue);
+    }
+    return ok("already consuming from " + celery::python_repr(queue));
+  }
+  if (method == "cancel_consumer") {
+    std::string queue = args.value("queue", "");
+    std::lock_guard lock(s.mutex);
+    auto it = std::find(s.queues.begin(), s.queues.end(), queue);
+    if (it != s.queues.end()) {
+      s.queues.erase(it);
+      s.queues_version++;
+      spdlog::info("event=cancel-consumer queue={}", queue);
+    }
+    return ok("no longer consuming from " + queue);
+  }
+  if (method == "rate_limit") {
+    std::string name = args.value("task_name", "");
+    if (!s.registry.find(name)) return error("unknown task");
+    Json limit = args.value("rate_limit", Json());
+    double per_second = 0;
+    if (limit.is_number()) {
+      per_second = limit.get<double>();
+    } else if (limit.is_string() && !limit.get<std::string>().empty()) {
+      // "10/s", "100/m", "5/h" or a plain number per second, as Celery parses them.
+      std::string text = limit.get<std::string>();
+      auto slash = text.find('/');
+      try {
+        per_second = std::stod(text.substr(0, slash));
+      } catch (const std::exception&) {
+        return error("Invalid rate limit string: " + celery::python_repr(text));
+      }
+      if (slash != std::string::npos) {
+        char unit = slash + 1 < text.size() ? text[slash + 1] : 's';
+        if (unit == 'm') per_second /= 60;
+        else if (unit == 'h') per_second /= 3600;
+        else if (unit != 's') return error("Invalid rate limit string: " + celery::python_repr(text));
+      }
+    }
+    std::lock_guard lock(s.mutex);
+    if (per_second <= 0) {
+      s.rate_limits.erase(name);
+      return ok("rate limit disabled successfully");
+    }
+    s.rate_limits[name] = {per_second, 1.0, celery::unix_now()};
+    return ok("new rate limit set successfully");
+  }
+  if (method == "time_limit") {
+    std::string name = args.value("task_name", "");
+    if (!s.registry.find(name)) return error("unknown task");
+    auto number = [](const Json& v) -> std::optional<double> {
+      if (v.is_number()) return v.get<double>();
+      return std::nullopt;
+    };
+    std::lock_guard lock(s.mutex);
+    s.time_limits[name] = {number(args.value("hard", Json())), number(args.value("soft", Json()))};
+    return ok("time limits set successfully");
   }
   return error("KeyError('" + method + "')");
 }

@@ -186,15 +186,28 @@ void consumer_loop(Worker::State& s) {
   topts.worker_name = s.hostname;
   std::optional<broker::Transport> transport;
   Backoff backoff;
-  std::vector<std::string> queues = s.options.queues;
+  std::vector<std::string> queues;
+  uint64_t queues_version = ~0ull;
   int idle_ms = 0;
 
   while (!s.stopping) {
     try {
+      bool redeclare = false;
+      {
+        std::lock_guard lock(s.mutex);
+        if (queues_version != s.queues_version) {
+          queues = s.queues;
+          queues_version = s.queues_version;
+          redeclare = true;
+        }
+      }
       if (!transport) {
         transport.emplace(redis::Url::parse(s.options.broker_url), topts);
-        for (const auto& q : queues) transport->declare_queue(q);
+        redeclare = true;
         backoff.reset();
+      }
+      if (redeclare) {
+        for (const auto& q : queues) transport->declare_queue(q);
       }
       int free_slots;
       {
@@ -205,7 +218,7 @@ void consumer_loop(Worker::State& s) {
         if (s.outcomes.size() >= kMaxPendingOutcomes) free_slots = 0;
       }
       int got = 0;
-      if (free_slots > 0) {
+      if (free_slots > 0 && !queues.empty()) {
         auto result = transport->reserve(broker::consume_order(queues),
                                          std::min(free_slots, kMaxReserveBatch));
         for (const auto& d : result.dead_letters) {
@@ -282,8 +295,13 @@ void executor_loop(Worker::State& s) {
         finish_locked(s, std::move(*finished));
         finished.reset();
       }
-      s.ready_cv.wait(lock, [&] { return s.stopping.load() || !s.ready.empty(); });
+      // pool_shrink: surplus executors leave when idle.
+      if (s.running_executors > s.pool_size.load()) return;
+      s.ready_cv.wait(lock, [&] {
+        return s.stopping.load() || !s.ready.empty() || s.running_executors > s.pool_size.load();
+      });
       if (s.stopping) return;  // unstarted requests are requeued by the shutdown code
+      if (s.ready.empty()) return;  // shrunk
       r = s.ready.front();
       s.ready.pop_front();
       const auto& m = r->message;
@@ -293,6 +311,23 @@ void executor_loop(Worker::State& s) {
         finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked,
                           .revoke_reason = s.is_revoked_locked(m.id) ? "revoked" : "expired"});
         continue;
+      }
+      // Rate limit (token bucket per task name, as Celery's): wait for a token, holding the
+      // request as reserved meanwhile.
+      if (auto rl = s.rate_limits.find(m.task); rl != s.rate_limits.end() && rl->second.per_second > 0) {
+        auto& b = rl->second;
+        b.tokens = std::min(1.0, b.tokens + (now - b.updated_at) * b.per_second);
+        b.updated_at = now;
+        if (b.tokens < 1.0) {
+          double wait_s = (1.0 - b.tokens) / b.per_second;
+          b.tokens -= 1.0;  // reserve the next token for this request
+          lock.unlock();
+          std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+          lock.lock();
+          now = celery::unix_now();
+        } else {
+          b.tokens -= 1.0;
+        }
       }
       r->started_at = now;
       s.active[m.id] = r;
@@ -760,7 +795,7 @@ void control_loop(Worker::State& s, Worker& worker) {
         publish_worker_event(s, t, "worker-online");
         online_sent = true;
         spdlog::info("event=ready node={} queues={} concurrency={} broker={}", s.hostname,
-                     fmt::join(s.options.queues, ","), s.pool_size.load(),
+                     fmt::join(s.options.queues, ","), s.options.concurrency,
                      url.redacted());
       }
       backoff.reset();
@@ -819,6 +854,20 @@ void control_loop(Worker::State& s, Worker& worker) {
 
 // ---------------------------------------------------------------------------------------------
 
+void grow_pool(Worker::State& s, int n) {
+  std::lock_guard lock(s.mutex);
+  s.pool_size += n;
+  for (int i = 0; i < n; ++i) {
+    s.running_executors++;
+    s.threads.emplace_back([&s] {
+      executor_loop(s);
+      std::lock_guard lock(s.mutex);
+      s.running_executors--;
+      s.writer_cv.notify_all();
+    });
+  }
+}
+
 Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_unique<State>()) {
   auto& s = *state_;
   s.options = std::move(options);
@@ -830,7 +879,8 @@ Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_
   s.registry = std::move(registry);
   s.hostname = resolve_hostname(s.options.hostname);
   s.events_enabled = s.options.task_events;
-  s.pool_size = s.options.concurrency;
+  s.pool_size = 0;  // grown to `concurrency` by run()
+  s.queues = s.options.queues;
 }
 
 Worker::~Worker() {
@@ -862,23 +912,19 @@ int Worker::run() {
   std::thread writer([&s] { Writer(s).run(); });
   std::thread consumer([&s] { consumer_loop(s); });
   std::thread control([&s, this] { control_loop(s, *this); });
-  std::vector<std::thread> executors;
-  {
-    std::lock_guard lock(s.mutex);
-    s.running_executors = s.options.concurrency;
-  }
-  for (int i = 0; i < s.options.concurrency; ++i) {
-    executors.emplace_back([&s] {
-      executor_loop(s);
-      std::lock_guard lock(s.mutex);
-      s.running_executors--;
-      s.writer_cv.notify_all();
-    });
-  }
+  grow_pool(s, s.options.concurrency);
 
   consumer.join();
   // Warm shutdown: running tasks finish (executors exit after their current task).
-  for (auto& t : executors) t.join();
+  while (true) {
+    std::vector<std::thread> executors;
+    {
+      std::lock_guard lock(s.mutex);
+      executors.swap(s.threads);
+    }
+    if (executors.empty()) break;
+    for (auto& t : executors) t.join();
+  }
   writer.join();
 
   // Held but never started (prefetched, scheduled): back to their queues, as kombu restores

@@ -75,6 +75,16 @@ struct Worker::State {
   std::map<std::string, long> total_by_task;
   long processed = 0;
   int running_executors = 0;
+  std::vector<std::string> queues;  // consumed queues (add_consumer / cancel_consumer change it)
+  uint64_t queues_version = 0;      // bumped on change so the consumer re-reads them
+  // Per task name: token bucket of the rate limit ("10/s"), and time limits set remotely.
+  struct RateLimit {
+    double per_second = 0;  // 0 = unlimited
+    double tokens = 1;
+    double updated_at = 0;
+  };
+  std::map<std::string, RateLimit> rate_limits;
+  std::map<std::string, std::pair<std::optional<double>, std::optional<double>>> time_limits;
   bool consumer_waiting = false;  // the consumer sleeps on capacity_cv
 
   std::vector<std::thread> threads;
@@ -88,6 +98,9 @@ struct Worker::State {
   // Task events are only sent while enabled (-E or enable_events).
   void push_event_locked(const std::string& type, celery::Json fields);
 };
+
+// Starts `n` more executor threads (pool_grow); they are joined at shutdown.
+void grow_pool(Worker::State& state, int n);
 
 // Remote control: handles one pidbox request body, returning the reply (or null for none).
 // Defined in control.cc.
