@@ -1,0 +1,54 @@
+"""The Python side of the interop tests: a Celery app with the same task names and semantics
+as celeriac's built-in and test tasks (docs/cli-contract.md)."""
+import builtins
+import os
+import uuid
+
+from celery import Celery
+
+app = Celery("pytasks", broker=os.environ.get("INTEROP_BROKER", "redis://127.0.0.1:6379/0"),
+             backend=os.environ.get("INTEROP_BACKEND", "redis://127.0.0.1:6379/1"))
+app.conf.worker_prefetch_multiplier = 1
+app.conf.worker_hijack_root_logger = False
+
+
+@app.task(name="tasks.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="tasks.sleep")
+def sleep(seconds):
+    import time
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="tasks.tsum")
+def tsum(numbers):
+    return sum(numbers)
+
+
+@app.task(name="tests.echo")
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(name="tests.fail")
+def fail(message, exc_type="ValueError"):
+    raise getattr(builtins, exc_type, ValueError)(message)
+
+
+@app.task(name="tests.flaky", bind=True, max_retries=3, default_retry_delay=1)
+def flaky(self, fail_times):
+    if self.request.retries < fail_times:
+        raise self.retry(exc=RuntimeError("try again"), countdown=1)
+    return self.request.retries
+
+
+@app.task(name="tests.mark", bind=True)
+def mark(self, dir):
+    path = os.path.join(dir, f"{self.request.id}.{uuid.uuid4()}")
+    with open(path, "x") as f:
+        f.write(self.request.hostname + "\n")
+    return self.request.hostname
