@@ -1,6 +1,7 @@
-// Attention on oneDNN's row-major sgemm. Every (batch, head) task scales its q rows into a scratch
-// buffer (the reference multiplies q, so we round the same way), computes its score block, masks,
-// runs softmax and the product with v straight into the output rows.
+// Attention on oneDNN's row-major sgemm. Every (batch, head) task computes its score block with
+// the scale applied to the product (alpha, as transformers' eager path and PyTorch's SDPA do:
+// (q·kᵀ)·scale, not (q·scale)·kᵀ), masks it, runs softmax and multiplies by v straight into the
+// output rows. q, k and v are read in place through their strides.
 #include "nn/attention.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -17,9 +18,9 @@
 namespace celeriac::nn {
 namespace {
 
-void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float* c, int64_t ldc) {
-  dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc);
   if (st != dnnl_success) throw ShapeError("dnnl_sgemm failed, status " + std::to_string(st));
 }
 
@@ -42,8 +43,7 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
   if (sq == 0 || tasks == 0) return;
   detail::apply_num_threads();
   parallel_for(tasks, grain_for(4 * sq * sk * d), [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> q_scaled, scores;
-    q_scaled.resize(sq * d);
+    thread_local std::vector<float> scores;
     scores.resize(sq * sk);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / p.heads, h = t % p.heads;
@@ -51,10 +51,8 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
       const float* kp = k.data + b * k.batch_stride + h * d;
       const float* vp = v.data + b * v.batch_stride + h * d;
       float* op = out.data + b * out.batch_stride + h * d;
-      for (int64_t i = 0; i < sq; ++i)
-        for (int64_t j = 0; j < d; ++j) q_scaled[i * d + j] = qp[i * q.row_stride + j] * p.scale;
       if (sk > 0)
-        sgemm('N', 'T', sq, sk, d, q_scaled.data(), d, kp, k.row_stride, scores.data(), sk);
+        sgemm('N', 'T', sq, sk, d, p.scale, qp, q.row_stride, kp, k.row_stride, scores.data(), sk);
       const int64_t valid = p.key_lengths.empty() ? sk : std::min(sk, p.key_lengths[b]);
       for (int64_t i = 0; i < sq; ++i) {
         int64_t limit = p.causal ? std::min(valid, p.causal_offset + i + 1) : valid;
@@ -63,7 +61,7 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
       }
       softmax_rows(Tensor::view(scores.data(), {sq, std::max<int64_t>(sk, 1)}));
       if (sk > 0)
-        sgemm('N', 'N', sq, d, sk, scores.data(), sk, vp, v.row_stride, op, out.row_stride);
+        sgemm('N', 'N', sq, d, sk, 1.0f, scores.data(), sk, vp, v.row_stride, op, out.row_stride);
       else
         for (int64_t i = 0; i < sq; ++i)
           std::fill(op + i * out.row_stride, op + i * out.row_stride + d, 0.0f);
@@ -82,21 +80,18 @@ void channel_attention(const Tensor& qkv, int64_t groups, float scale, const Ten
   float* obase = out.mutable_data();
   detail::apply_num_threads();
   parallel_for(batch * groups, grain_for(4 * n * d * d), [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> q_scaled, attn;
-    q_scaled.resize(n * d);
+    thread_local std::vector<float> attn;
     attn.resize(d * d);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / groups, g = t % groups;
       const float* qp = base + b * n * ld + g * d;
       const float* kp = qp + c;
       const float* vp = qp + 2 * c;
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < d; ++j) q_scaled[i * d + j] = qp[i * ld + j] * scale;
-      // A[d, d] = Q_sᵀ K: Q_s is N × d, read transposed.
-      sgemm('T', 'N', d, d, n, q_scaled.data(), d, kp, ld, attn.data(), d);
+      // A[d, d] = (Q_gᵀ K_g)·scale: Q_g is N × d, read transposed.
+      sgemm('T', 'N', d, d, n, scale, qp, ld, kp, ld, attn.data(), d);
       softmax_rows(Tensor::view(attn.data(), {d, d}));
       // out_g[N, d] = V_g[N, d] · Aᵀ
-      sgemm('N', 'T', n, d, d, vp, ld, attn.data(), d, obase + b * n * c + g * d, c);
+      sgemm('N', 'T', n, d, d, 1.0f, vp, ld, attn.data(), d, obase + b * n * c + g * d, c);
     }
   });
 }

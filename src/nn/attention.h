@@ -30,7 +30,7 @@ struct AttentionParams {
   int64_t batch = 1;
   int64_t heads = 1;
   int64_t head_dim = 1;
-  float scale = 1.0f;  // multiplies q before q·kᵀ, as BART and DaViT do (not the scores)
+  float scale = 1.0f;  // multiplies the scores q·kᵀ (transformers' order, see attention.cc)
   // Causal: query i sits at absolute position causal_offset + i and sees keys 0..that position
   // (a decoder step with a cache of L rows: offset L, one query, L + 1 keys).
   bool causal = false;
@@ -39,12 +39,12 @@ struct AttentionParams {
   std::span<const int64_t> key_lengths = {};
 };
 
-// out[b, i, h, :] = softmax_j((scale · q[b, i, h, :]) · k[b, j, h, :] + mask) · v[b, j, h, :]
+// out[b, i, h, :] = softmax_j(scale · (q[b, i, h, :] · k[b, j, h, :]) + mask) · v[b, j, h, :]
 void attention(const SeqView& q, const SeqView& k, const SeqView& v, const AttentionParams& params,
                const MutableSeqView& out);
 
 // DaViT ChannelBlock attention (spec §4.4) on a fused projection qkv[B, N, 3C] = [q | k | v]:
-// per group g of d = C / groups channels, A = softmax_rows((scale · Q_g)ᵀ K_g) (d × d) and
+// per group g of d = C / groups channels, A = softmax_rows(scale · Q_gᵀ K_g) (d × d) and
 // out[:, g·d + i] = Σ_j A[i][j] V_g[:, j]. scale is N^-0.5 for DaViT. out: [B, N, C].
 void channel_attention(const Tensor& qkv, int64_t groups, float scale, const Tensor& out);
 

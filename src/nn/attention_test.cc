@@ -32,10 +32,10 @@ std::vector<double> reference_attention(const Tensor& q, const Tensor& k, const 
         for (int64_t j = 0; j < limit; ++j) {
           double dot = 0;
           for (int64_t e = 0; e < d; ++e)
-            dot += double(float(q.data()[(b * sq + i) * hd + h * d + e] * float(scale))) *
+            dot += double(q.data()[(b * sq + i) * hd + h * d + e]) *
                    k.data()[(kb * sk + j) * hd + h * d + e];
-          s[j] = dot;
-          m = std::max(m, dot);
+          s[j] = dot * scale;
+          m = std::max(m, s[j]);
         }
         double z = 0;
         for (int64_t j = 0; j < limit; ++j) z += std::exp(s[j] - m);
@@ -130,9 +130,9 @@ TEST(ChannelAttention, MatchesSpecFormula) {
         double m = -INFINITY, z = 0;
         for (int64_t j = 0; j < d; ++j) {
           double s = 0;
-          for (int64_t t = 0; t < n; ++t) s += double(float(at(0, t, i) * scale)) * at(1, t, j);
-          a[j] = s;
-          m = std::max(m, s);
+          for (int64_t t = 0; t < n; ++t) s += at(0, t, i) * at(1, t, j);
+          a[j] = s * scale;
+          m = std::max(m, a[j]);
         }
         for (int64_t j = 0; j < d; ++j) z += std::exp(a[j] - m);
         for (int64_t t = 0; t < n; ++t)
