@@ -122,6 +122,16 @@ int main(int argc, char** argv) {
          }),
          2.0 * 576 * 1024 * 512 * 9 / 1e9);
 
+  // Decoder step GEMMs with 3 beams, as GB/s of weights read.
+  for (auto [k, nn] : {std::pair<int64_t, int64_t>{768, 3072}, {3072, 768}, {768, 51289}}) {
+    Tensor x = filled({3, k}), w = filled({nn, k}, 0.001f), y = Tensor::empty({3, nn});
+    double ms = best_ms([&] { linear(x, w, nullptr, y); }, 10);
+    char name[64];
+    std::snprintf(name, sizeof name, "linear 3x%ldx%ld (%.1f GB/s)", long(k), long(nn),
+                  double(k) * nn * 4 / ms / 1e6);
+    report(name, ms, 2.0 * 3 * k * nn / 1e9);
+  }
+
   // Decoder step: log-softmax over the vocabulary for 3 beams, then top-6.
   Tensor logits = filled({3, 51289});
   std::vector<float> vals(6);

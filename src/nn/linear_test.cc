@@ -50,8 +50,9 @@ TEST_P(LinearShapes, MatchesScalarReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearShapes,
                          ::testing::Values(LinearCase{1, 1, 1}, LinearCase{3, 768, 40},
-                                           LinearCase{37, 64, 96}, LinearCase{144, 128, 384},
-                                           LinearCase{200, 1024, 33}));
+                                           LinearCase{3, 64, 1100}, LinearCase{16, 32, 513},
+                                           LinearCase{17, 32, 513}, LinearCase{37, 64, 96},
+                                           LinearCase{144, 128, 384}, LinearCase{200, 1024, 33}));
 
 TEST(Linear, WeightsAreReadInPlaceFromAConstView) {
   std::vector<float> storage(6 * 4);
@@ -63,19 +64,25 @@ TEST(Linear, WeightsAreReadInPlaceFromAConstView) {
   EXPECT_LT(rel_error(y, reference_linear(x, w, nullptr, false)), 1e-6);
 }
 
-TEST(Linear, FusedGeluAndAccumulate) {
-  Tensor x = random_tensor({50, 96}, 4);
-  Tensor w = random_tensor({128, 96}, 5, -0.2f, 0.2f);
-  Tensor b = random_tensor({128}, 6);
+// M = 3 takes the decode path (column blocks), M = 50 the single oneDNN matmul.
+class LinearEpilogue : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(LinearEpilogue, FusedGeluAndAccumulate) {
+  const int64_t m = GetParam(), n = 600;
+  Tensor x = random_tensor({m, 96}, 4);
+  Tensor w = random_tensor({n, 96}, 5, -0.2f, 0.2f);
+  Tensor b = random_tensor({n}, 6);
   Tensor y = linear(x, w, &b, {.activation = Activation::kGelu});
   EXPECT_LT(rel_error(y, reference_linear(x, w, &b, true)), 1e-5);
 
-  Tensor residual = random_tensor({50, 128}, 7);
+  Tensor residual = random_tensor({m, n}, 7);
   std::vector<double> want = reference_linear(x, w, &b, false);
   for (size_t i = 0; i < want.size(); ++i) want[i] += residual.data()[i];
   linear(x, w, &b, residual, {.accumulate = true});
   EXPECT_LT(rel_error(residual, want), 1e-5);
 }
+
+INSTANTIATE_TEST_SUITE_P(DecodeAndBatch, LinearEpilogue, ::testing::Values(3, 50));
 
 TEST(Linear, MatmulWithInOutWeights) {
   Tensor x = random_tensor({17, 48}, 8);
