@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 namespace celeriac::broker {
 namespace {
@@ -16,38 +17,46 @@ namespace {
 // a kombu restore sends it back to the same queue. A message without a tag cannot be tracked
 // (a Python restorer would choke on it) and goes to the dead-letter list instead, in the same
 // step; messages that carry a tag but turn out malformed are dead-lettered by the worker.
-// KEYS: unacked, unacked_index, dead_letter, list keys...   ARGV: max_count, worker name
-// Returns a flat array: "D", queue_key, envelope | "X", queue_key, reason
+// The first list is the worker's staging list (filled by the blocking wait, see wait()): its
+// messages come from any queue, so their queue is read from their routing key.
+// KEYS: unacked, unacked_index, dead_letter, staging, list keys...   ARGV: max_count, worker
+// Returns a flat array: "D", queue, envelope | "X", queue, reason
 const redis::Script kReserveScript(R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local max = tonumber(ARGV[1])
 local find, sub = string.find, string.sub
+local function field(msg, name)
+  local _, e = find(msg, '"' .. name .. '": "', 1, true)
+  if not e then _, e = find(msg, '"' .. name .. '":"', 1, true) end
+  if not e then return nil end
+  local close = find(msg, '"', e + 1, true)
+  if not close or close == e + 1 then return nil end
+  return sub(msg, e + 1, close - 1)
+end
 local out, hset, zadd = {}, {}, {}
 local taken = 0
 for i = 4, #KEYS do
   if taken >= max then break end
   local msgs = redis.call('RPOP', KEYS[i], max - taken)
   if msgs then
-    local queue = string.gsub(KEYS[i], '\6\22%d$', '')
-    local tail = ',"","' .. queue .. '"]'
+    local key_queue = string.gsub(KEYS[i], '\6\22%d$', '')
     for _, msg in ipairs(msgs) do
-      local _, e = find(msg, '"delivery_tag": "', 1, true)
-      if not e then _, e = find(msg, '"delivery_tag":"', 1, true) end
-      local close = e and find(msg, '"', e + 1, true)
-      if sub(msg, 1, 1) ~= '{' or not close or close == e + 1 then
+      local tag = sub(msg, 1, 1) == '{' and field(msg, 'delivery_tag')
+      local queue = key_queue
+      if i == 4 then queue = field(msg, 'routing_key') or 'celery' end
+      if not tag then
         local reason = 'message has no properties.delivery_tag'
         if not pcall(cjson.decode, msg) then reason = 'message is not valid JSON' end
-        redis.call('LPUSH', KEYS[3], cjson.encode({reason = reason, queue = KEYS[i],
+        redis.call('LPUSH', KEYS[3], cjson.encode({reason = reason, queue = queue,
           message = msg, time = now, worker = ARGV[2]}))
-        out[#out + 1] = 'X'; out[#out + 1] = KEYS[i]; out[#out + 1] = reason
+        out[#out + 1] = 'X'; out[#out + 1] = queue; out[#out + 1] = reason
       else
-        local tag = sub(msg, e + 1, close - 1)
         hset[#hset + 1] = tag
-        hset[#hset + 1] = '[' .. msg .. tail
+        hset[#hset + 1] = '[' .. msg .. ',"","' .. queue .. '"]'
         zadd[#zadd + 1] = now
         zadd[#zadd + 1] = tag
-        out[#out + 1] = 'D'; out[#out + 1] = KEYS[i]; out[#out + 1] = msg
+        out[#out + 1] = 'D'; out[#out + 1] = queue; out[#out + 1] = msg
         taken = taken + 1
       end
     end
@@ -132,7 +141,7 @@ void Transport::publish_fanout(std::string_view exchange, std::string_view routi
 
 ReserveResult Transport::reserve(const std::vector<std::string>& keys, int max_count) {
   redis::Args script_keys{options_.unacked_key, options_.unacked_index_key,
-                          options_.dead_letter_key};
+                          options_.dead_letter_key, staging_key()};
   script_keys.insert(script_keys.end(), keys.begin(), keys.end());
   redis::Reply reply =
       kReserveScript.run(conn_, script_keys, {std::to_string(max_count), options_.worker_name});
@@ -149,6 +158,24 @@ ReserveResult Transport::reserve(const std::vector<std::string>& keys, int max_c
     }
   }
   return result;
+}
+
+std::string Transport::staging_key() const {
+  return "celeriac.staging." + (options_.worker_name.empty() ? std::string("anonymous")
+                                                            : options_.worker_name);
+}
+
+bool Transport::wait(const std::string& key, double timeout_s) {
+  if (!blocking_wait_) return false;
+  char timeout[32];
+  std::snprintf(timeout, sizeof timeout, "%.3f", std::max(0.001, timeout_s));
+  redis::Reply r = conn_.command({"BLMOVE", key, staging_key(), "RIGHT", "LEFT", timeout});
+  if (r.is_error()) {
+    // Redis < 6.2 has no BLMOVE: fall back to polling for good.
+    blocking_wait_ = false;
+    return false;
+  }
+  return !r.is_nil();
 }
 
 void Transport::ack(const std::vector<std::string>& tags) {

@@ -73,8 +73,17 @@ class Transport {
                       std::string_view envelope);
 
   // Takes up to `max_count` messages from `keys` (list keys in service order), recording each
-  // in unacked/unacked_index in the same atomic step. Never blocks.
+  // in unacked/unacked_index in the same atomic step. Never blocks. Messages left in this
+  // worker's staging list by wait() are taken first.
   ReserveResult reserve(const std::vector<std::string>& keys, int max_count);
+  // Blocks up to `timeout_s` until a message arrives on `key` and moves it, atomically, to
+  // this worker's staging list (BLMOVE), where the next reserve() records it: an idle worker
+  // wakes at once without a window in which the message exists only in its memory.
+  // Returns false on timeout, or at once when the server lacks BLMOVE (then callers poll).
+  bool wait(const std::string& key, double timeout_s);
+  // celeriac.staging.<worker name>; a restarted worker with the same name adopts what is left.
+  std::string staging_key() const;
+  bool blocking_wait() const { return blocking_wait_; }
   // Acknowledges: removes the tags from unacked/unacked_index (one round trip for all).
   void ack(const std::vector<std::string>& delivery_tags);
   // Moves a delivered message to the dead-letter list with a reason and acks it, atomically.
@@ -88,6 +97,7 @@ class Transport {
  private:
   redis::Connection conn_;
   TransportOptions options_;
+  bool blocking_wait_ = true;
 };
 
 }  // namespace celeriac::broker

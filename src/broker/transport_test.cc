@@ -1,6 +1,8 @@
 #include "broker/transport.h"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "celery/codec.h"
@@ -132,4 +134,30 @@ TEST_F(TransportTest, DirectExchangeRoutesThroughBindings) {
   EXPECT_EQ(t.publish_direct("q1", "q1", "x"), 1);
   EXPECT_EQ(t.publish_direct("q1", "other", "y"), 0);  // unroutable: dropped, as kombu
   EXPECT_EQ(t.connection().command({"LLEN", "q1"}).integer, 1);
+}
+
+TEST_F(TransportTest, BlockingWaitWakesOnPushAndReserveAdoptsTheStagedMessage) {
+  broker::TransportOptions opts;
+  opts.worker_name = "w@stage";
+  broker::Transport t(redis::Url::parse(server->url()), opts);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(t.wait("celery", 0.05));  // nothing: times out
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(40));
+  std::string m = message("other");
+  std::thread pusher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    broker::Transport p(redis::Url::parse(server->url()));
+    p.publish("celery", 0, m);
+  });
+  EXPECT_TRUE(t.wait("celery", 2.0));
+  pusher.join();
+  auto& c = t.connection();
+  // Staged, not lost: the message is in the staging list until reserve records it.
+  EXPECT_EQ(c.command({"LLEN", "celeriac.staging.w@stage"}).integer, 1);
+  auto r = t.reserve(broker::consume_order({"celery"}), 10);
+  ASSERT_EQ(r.deliveries.size(), 1u);
+  EXPECT_EQ(r.deliveries[0].envelope, m);
+  EXPECT_EQ(r.deliveries[0].queue, "other");  // from its routing key
+  EXPECT_EQ(c.command({"LLEN", "celeriac.staging.w@stage"}).integer, 0);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 1);
 }

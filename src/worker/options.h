@@ -17,9 +17,10 @@ struct WorkerOptions {
   bool task_events = false;                 // -E: send task-* events from the start
   double heartbeat_interval_s = 2.0;        // worker-heartbeat period (Flower expects <= 2 s)
   std::string dead_letter_key = "celeriac.deadletter";
-  // Idle polling: the reserve script never blocks, so an idle worker polls. It polls tightly
-  // right after work (low latency for bursts) and backs off to this interval when idle.
-  int idle_poll_max_ms = 50;
+  // Idle waiting: the reserve script cannot block, so an idle worker blocks on its first
+  // queue's main list (BLMOVE into its staging list, woken at once by a new message) for at
+  // most this long, then checks every list again; other lists wait at most this long.
+  int idle_poll_max_ms = 100;
   double shutdown_grace_s = 60;             // how long SIGTERM waits for running tasks
 };
 

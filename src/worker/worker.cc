@@ -189,6 +189,7 @@ void consumer_loop(Worker::State& s) {
   std::vector<std::string> queues;
   uint64_t queues_version = ~0ull;
   int idle_ms = 0;
+  size_t wait_rotation = 0;
 
   while (!s.stopping) {
     try {
@@ -255,6 +256,20 @@ void consumer_loop(Worker::State& s) {
       if (got > 0) {
         idle_ms = 0;
         continue;
+      }
+      // Idle with room: block on the first queue's main list (most traffic lands there) so a
+      // new message wakes us at once; other lists are polled each time the wait times out.
+      if (free_slots > 0 && !queues.empty()) {
+        double timeout_s = s.options.idle_poll_max_ms / 1000.0;
+        {
+          std::lock_guard lock(s.mutex);
+          if (!s.scheduled.empty()) {
+            timeout_s = std::min(timeout_s, s.scheduled.begin()->first - celery::unix_now());
+          }
+        }
+        std::string key = queues[wait_rotation++ % queues.size()];
+        if (timeout_s > 0.002 && transport->wait(key, timeout_s)) continue;
+        if (timeout_s > 0.002 && transport->blocking_wait()) continue;  // timed out: poll again
       }
       // Nothing to take (or no room): wait for room, the next ETA, or the next poll.
       idle_ms = free_slots > 0 ? std::clamp(idle_ms * 2, 1, s.options.idle_poll_max_ms)
