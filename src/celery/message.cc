@@ -161,10 +161,14 @@ TaskMessage decode_task_message(std::string_view text) {
   Json envelope = parse_json(text, "envelope");
   if (!envelope.is_object()) throw MessageError("envelope is not a JSON object");
   check_content_type(envelope);
-  Json headers = envelope.value("headers", Json::object());
-  if (headers.is_null()) headers = Json::object();
+  // References into the parsed envelope, not copies: decoding runs once per task.
+  static const Json kEmptyObject = Json::object();
+  auto headers_it = envelope.find("headers");
+  const Json& headers =
+      headers_it == envelope.end() || headers_it->is_null() ? kEmptyObject : *headers_it;
   if (!headers.is_object()) throw MessageError("headers is not an object");
-  Json properties = envelope.value("properties", Json::object());
+  auto properties_it = envelope.find("properties");
+  const Json& properties = properties_it == envelope.end() ? kEmptyObject : *properties_it;
   if (!properties.is_object()) throw MessageError("properties is not an object");
 
   std::string bytes = body_bytes(envelope);
@@ -172,25 +176,26 @@ TaskMessage decode_task_message(std::string_view text) {
   unwrap_kombu_types(body);
 
   TaskMessage m;
-  Json meta;  // where the task metadata lives: headers (v2) or body (v1)
-  if (headers.contains("task")) {
+  Json v1_meta;  // protocol 1 keeps the metadata in the body (converted copy)
+  bool v2 = headers.contains("task");
+  const Json& meta = v2 ? headers : v1_meta;  // where the task metadata lives
+  if (v2) {
     m.protocol = 2;
-    meta = headers;
     if (!body.is_array() || body.size() < 2) {
       throw MessageError("protocol 2 body must be [args, kwargs, embed]");
     }
-    m.args = body[0];
-    m.kwargs = body[1];
+    m.args = std::move(body[0]);
+    m.kwargs = std::move(body[1]);
     if (body.size() > 2) read_embed(m, body[2]);
   } else if (body.is_object() && body.contains("task")) {
     m.protocol = 1;
-    meta = body;
+    v1_meta = body;
     m.args = body.value("args", Json::array());
     m.kwargs = body.value("kwargs", Json::object());
     m.callbacks = body.value("callbacks", Json());
     m.errbacks = body.value("errbacks", Json());
     m.chord = body.value("chord", Json());
-    if (!body.contains("group") && body.contains("taskset")) meta["group"] = body["taskset"];
+    if (!body.contains("group") && body.contains("taskset")) v1_meta["group"] = body["taskset"];
   } else {
     throw MessageError("not a task message: no 'task' in headers or body");
   }
@@ -198,10 +203,10 @@ TaskMessage decode_task_message(std::string_view text) {
   if (m.kwargs.is_null()) m.kwargs = Json::object();
   if (!m.kwargs.is_object()) throw MessageError("task kwargs must be a JSON object");
 
-  if (!meta["task"].is_string() || meta["task"].get<std::string>().empty()) {
+  if (!meta.at("task").is_string() || meta.at("task").get<std::string>().empty()) {
     throw MessageError("task name is missing or not a string");
   }
-  m.task = meta["task"].get<std::string>();
+  m.task = meta.at("task").get<std::string>();
   auto id = opt_string(meta, "id");
   if (!id || id->empty()) throw MessageError("task id is missing");
   m.id = *id;
