@@ -14,6 +14,14 @@ Shape::Shape(std::initializer_list<int64_t> dims) {
   }
 }
 
+Shape::Shape(std::span<const int64_t> dims) {
+  if (dims.size() > kMaxRank) throw ShapeError("tensor rank above " + std::to_string(kMaxRank));
+  for (int64_t d : dims) {
+    if (d < 0) throw ShapeError("negative dimension");
+    dims_[rank_++] = d;
+  }
+}
+
 int64_t Shape::numel() const {
   int64_t n = 1;
   for (int i = 0; i < rank_; ++i) n *= dims_[i];

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -27,6 +28,7 @@ class Shape {
   static constexpr int kMaxRank = 6;
   Shape() = default;
   Shape(std::initializer_list<int64_t> dims);
+  explicit Shape(std::span<const int64_t> dims);  // e.g. a loader's std::vector<int64_t> shape
   int rank() const { return rank_; }
   // Negative i counts from the end, as in PyTorch.
   int64_t operator[](int i) const { return dims_[i < 0 ? i + rank_ : i]; }

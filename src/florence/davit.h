@@ -1,0 +1,64 @@
+// Florence-2's image side: the DaViT vision tower (spec §4) and the projection to visual tokens
+// (§5: 2-D learned positions, the cosine temporal embedding, pooled token, image_projection,
+// LayerNorm), on nn/ ops with the weights read in place from a Checkpoint.
+//
+//   VisionEncoder vision(checkpoint);
+//   nn::Tensor tokens = vision.encode(pixels);   // [B, 3, 768, 768] -> [B, 577, 768]
+//
+// Activations are channels-last maps [B, H, W, C]: row-major tokens, as DaViT indexes them
+// (token = y·W + x), so Linear layers read them directly and only the image comes in NCHW.
+#pragma once
+
+#include <vector>
+
+#include "florence/config.h"
+#include "nn/tensor.h"
+
+namespace celeriac::florence {
+
+class Checkpoint;
+
+// One SpatialBlock or ChannelBlock (they share the layout: conv1, attention, conv2, ffn).
+struct DavitBlockWeights {
+  nn::Tensor dw1_w, dw1_b;      // depthwise 3×3 [C, 1, 3, 3], [C]
+  nn::Tensor norm1_w, norm1_b;  // LayerNorm before attention [C]
+  nn::Tensor qkv_w, qkv_b;      // [3C, C], [3C]
+  nn::Tensor proj_w, proj_b;    // [C, C], [C]
+  nn::Tensor dw2_w, dw2_b;
+  nn::Tensor norm2_w, norm2_b;  // LayerNorm before the MLP
+  nn::Tensor fc1_w, fc1_b;      // [4C, C], [4C]
+  nn::Tensor fc2_w, fc2_b;      // [C, 4C], [C]
+};
+
+struct DavitStageWeights {
+  nn::Tensor conv_w, conv_b;  // ConvEmbed [C_s, C_in, k, k], [C_s]
+  nn::Tensor norm_w, norm_b;  // its LayerNorm: after the conv at stage 0, before it later
+  std::vector<DavitBlockWeights> spatial, channel;  // depths[s] of each, run alternately
+};
+
+class VisionEncoder {
+ public:
+  // Takes views of every weight it needs; the checkpoint must outlive the encoder. Throws
+  // WeightsError naming a missing tensor.
+  explicit VisionEncoder(const Checkpoint& checkpoint);
+
+  // pixels [B, 3, H, W] (normalised, NCHW) -> DaViT output map [B, h, w, C3]. With `stages`, also
+  // every stage's output map [B, h_s, w_s, C_s] (for tests).
+  nn::Tensor tower(const nn::Tensor& pixels, std::vector<nn::Tensor>* stages = nullptr) const;
+  // DaViT output map [B, h, w, C3] -> visual tokens [B, 1 + h·w, P].
+  nn::Tensor project(const nn::Tensor& features) const;
+  nn::Tensor encode(const nn::Tensor& pixels) const { return project(tower(pixels)); }
+
+  const VisionConfig& config() const { return config_; }
+
+ private:
+  VisionConfig config_;
+  float ln_eps_ = 1e-5f;
+  std::vector<DavitStageWeights> stages_;
+  nn::Tensor row_embed_, column_embed_;  // [50, C3/2], [50, C3 - C3/2]
+  nn::Tensor temporal_;                  // [100, C3]; row 0 is added (one frame)
+  nn::Tensor projection_;                // [C3, P], used as x·W
+  nn::Tensor proj_norm_w_, proj_norm_b_;
+};
+
+}  // namespace celeriac::florence
