@@ -18,6 +18,37 @@ using celery::Json;
 Json ok(const std::string& text) { return {{"ok", text}}; }
 Json error(const std::string& text) { return {{"error", text}}; }
 
+// Argument readers that accept what Python clients send, null included (Flower sends
+// terminate=None, n as a string from a form, ...).
+std::string string_arg(const Json& args, const char* key) {
+  auto it = args.find(key);
+  if (it == args.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+bool bool_arg(const Json& args, const char* key) {
+  auto it = args.find(key);
+  if (it == args.end() || it->is_null()) return false;
+  if (it->is_boolean()) return it->get<bool>();
+  if (it->is_number()) return it->get<double>() != 0;
+  if (it->is_string()) {
+    std::string v = it->get<std::string>();
+    return v == "true" || v == "True" || v == "1";
+  }
+  return false;
+}
+int int_arg(const Json& args, const char* key, int fallback) {
+  auto it = args.find(key);
+  if (it == args.end() || it->is_null()) return fallback;
+  if (it->is_number()) return it->get<int>();
+  if (it->is_string()) {
+    try {
+      return std::stoi(it->get<std::string>());
+    } catch (const std::exception&) {
+    }
+  }
+  return fallback;
+}
+
 Json rusage_json() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -122,14 +153,14 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
   if (method == "stats") return stats(s);
   if (method == "clock") return {{"clock", s.clock.value()}};
   if (method == "hello") {
-    if (args.value("from_node", "") == s.hostname) return nullptr;
+    if (string_arg(args, "from_node") == s.hostname) return nullptr;
     std::lock_guard lock(s.mutex);
     Json revoked = Json::object();
     for (const auto& id : s.revoked_order) revoked[id] = celery::unix_now() + 3 * 3600;
     return {{"revoked", revoked}, {"clock", s.clock.value()}};
   }
   if (method == "active") {
-    bool safe = args.value("safe", Json()).is_boolean() && args["safe"].get<bool>();
+    bool safe = bool_arg(args, "safe");
     std::lock_guard lock(s.mutex);
     Json out = Json::array();
     for (const auto& [id, r] : s.active) {
@@ -220,7 +251,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     Json ids = args.value("task_id", Json());
     if (ids.is_string()) ids = Json::array({ids});
     if (!ids.is_array()) return error("revoke needs task_id");
-    bool terminate = method == "terminate" || args.value("terminate", false);
+    bool terminate = method == "terminate" || bool_arg(args, "terminate");
     std::vector<std::string> list;
     std::vector<std::string> terminated;
     {
@@ -249,13 +280,13 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     return nullptr;  // Celery never replies to shutdown
   }
   if (method == "pool_grow") {
-    int n = args.value("n", 1);
+    int n = int_arg(args, "n", 1);
     if (n < 1) return error("ValueError('n must be positive')");
     grow_pool(s, n);
     return ok("pool will grow");
   }
   if (method == "pool_shrink") {
-    int n = args.value("n", 1);
+    int n = int_arg(args, "n", 1);
     if (s.pool_size.load() - n < 1) return error("ValueError(\"Can't shrink pool. All processes busy!\")");
     s.pool_size -= n;
     std::lock_guard lock(s.mutex);
@@ -264,7 +295,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
   }
   if (method == "autoscale") return error("ValueError('Autoscale not enabled')");
   if (method == "add_consumer") {
-    std::string queue = args.value("queue", "");
+    std::string queue = string_arg(args, "queue");
     if (queue.empty()) return error("ValueError('add_consumer needs a queue')");
     std::lock_guard lock(s.mutex);
     if (std::find(s.queues.begin(), s.queues.end(), queue) == s.queues.end()) {
@@ -276,7 +307,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     return ok("already consuming from " + celery::python_repr(queue));
   }
   if (method == "cancel_consumer") {
-    std::string queue = args.value("queue", "");
+    std::string queue = string_arg(args, "queue");
     std::lock_guard lock(s.mutex);
     auto it = std::find(s.queues.begin(), s.queues.end(), queue);
     if (it != s.queues.end()) {
@@ -287,7 +318,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     return ok("no longer consuming from " + queue);
   }
   if (method == "rate_limit") {
-    std::string name = args.value("task_name", "");
+    std::string name = string_arg(args, "task_name");
     if (!s.registry.find(name)) return error("unknown task");
     Json limit = args.value("rate_limit", Json());
     double per_second = 0;
@@ -318,7 +349,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     return ok("new rate limit set successfully");
   }
   if (method == "time_limit") {
-    std::string name = args.value("task_name", "");
+    std::string name = string_arg(args, "task_name");
     if (!s.registry.find(name)) return error("unknown task");
     auto number = [](const Json& v) -> std::optional<double> {
       if (v.is_number()) return v.get<double>();

@@ -844,6 +844,7 @@ void control_loop(Worker::State& s, Worker& worker) {
         try {
           reply = handle_control(s, worker, method, arguments);
         } catch (const std::exception& e) {
+          spdlog::warn("event=control-error method={} error=\"{}\"", method, e.what());
           reply = {{"error", std::string(e.what())}};
         }
         auto reply_to = body.value("reply_to", Json());
