@@ -1,0 +1,28 @@
+"""Warm shutdown: SIGTERM during a running task lets it finish and store its result, the worker
+exits 0, and the tasks it had prefetched go back to the queue for another worker."""
+import signal
+import time
+
+
+def test_sigterm_finishes_running_task_and_requeues_prefetched(workers, celery_app, broker):
+    w = workers.celeriac("sd1", "-c", "1", "--prefetch-multiplier", "4")
+    running = celery_app.signature("tasks.sleep").delay(2)
+    waiting = [celery_app.signature("tasks.add").apply_async((i, 0), countdown=1.5)
+               for i in range(3)]
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        active = (celery_app.control.inspect(destination=[w.node], timeout=0.5).active() or {})
+        if active.get(w.node):
+            break
+    scheduled = celery_app.control.inspect(destination=[w.node], timeout=1).scheduled()[w.node]
+    assert len(scheduled) == 3  # held by this worker
+    w.proc.send_signal(signal.SIGTERM)
+    w.proc.wait(15)
+    assert w.proc.returncode == 0
+    assert running.state == "SUCCESS" and running.result == 2
+    assert all(r.state == "PENDING" for r in waiting)
+    r = broker.client()
+    assert r.hlen("unacked") == 0
+    assert r.llen("celery") == 3  # back in the queue
+    workers.celeriac("sd2")
+    assert [x.get(timeout=10) for x in waiting] == [0, 1, 2]
