@@ -79,6 +79,10 @@ class Tensor {
   bool writable_ = false;
 };
 
+// Owning tensors of 256 KiB and more reuse freed buffers of the same size (tensor.cc says why);
+// this frees the idle ones now, e.g. after a model part that will not run again soon.
+void release_cached_buffers();
+
 // Throws ShapeError("<what>: expected <expected>, got <actual>") unless the shapes are equal.
 void check_shape(const Tensor& t, const Shape& expected, const char* what);
 

@@ -40,6 +40,23 @@ TEST(Tensor, ReshapeAndSliceKeepStorage) {
   EXPECT_EQ(owner_gone.data()[1], 0.0f);
 }
 
+TEST(Tensor, LargeBuffersAreReusedBySize) {
+  release_cached_buffers();
+  const float* first;
+  {
+    Tensor a = Tensor::empty({1024, 1024});
+    first = a.data();
+    a.mutable_data()[5] = 3.0f;
+  }
+  Tensor b = Tensor::empty({1024, 1024});  // same size: the freed buffer comes back
+  EXPECT_EQ(b.data(), first);
+  Tensor c = Tensor::empty({1024, 1024});  // b still holds it
+  EXPECT_NE(c.data(), first);
+  Tensor z = Tensor::zeros({1024, 1024});  // zeros() really zero-fills a reused buffer
+  for (int64_t i = 0; i < z.numel(); i += 4099) ASSERT_EQ(z.data()[i], 0.0f);
+  release_cached_buffers();
+}
+
 TEST(Threading, ParallelForCoversRangeOnce) {
   set_num_threads(2);
   std::vector<int> hits(1000, 0);
