@@ -5,18 +5,12 @@
 #include <thread>
 
 #include "celery/codec.h"
-#include "redis_server.h"
+#include "redis_test.h"
 
 using namespace celeriac;
 
-class BackendTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server = new test_support::RedisServer(); }
-  static void TearDownTestSuite() { delete server; }
-  void SetUp() override { server->flushall(); }
-  static test_support::RedisServer* server;
+class BackendTest : public test_support::RedisTest {
 };
-test_support::RedisServer* BackendTest::server = nullptr;
 
 TEST_F(BackendTest, StoresWithExpiryAndNeverOverwritesSuccess) {
   backend::ResultBackend b(redis::Url::parse(server->url(1)), {.result_expires_s = 600});

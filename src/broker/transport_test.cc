@@ -7,18 +7,13 @@
 
 #include "celery/codec.h"
 #include "celery/message.h"
-#include "redis_server.h"
+#include "redis_test.h"
 
 using namespace celeriac;
 using nlohmann::json;
 
-class TransportTest : public ::testing::Test {
+class TransportTest : public test_support::RedisTest {
  protected:
-  static void SetUpTestSuite() { server = new test_support::RedisServer(); }
-  static void TearDownTestSuite() { delete server; }
-  void SetUp() override { server->flushall(); }
-  static test_support::RedisServer* server;
-
   std::string message(const std::string& queue, int priority = 0) {
     celery::TaskMessage m;
     m.id = celery::uuid4();
@@ -29,7 +24,6 @@ class TransportTest : public ::testing::Test {
     return celery::encode_task_message(m);
   }
 };
-test_support::RedisServer* TransportTest::server = nullptr;
 
 TEST(Keys, PriorityStepsAndOrder) {
   EXPECT_EQ(broker::priority_key("celery", 0), "celery");

@@ -7,7 +7,7 @@
 #include "celery/codec.h"
 #include "client/app.h"
 #include "redis/connection.h"
-#include "redis_server.h"
+#include "redis_test.h"
 #include "tasks/builtin_tasks.h"
 #include "worker/worker.h"
 
@@ -42,15 +42,10 @@ class RunningWorker {
 
 }  // namespace
 
-class ClientWorkerTest : public ::testing::Test {
+class ClientWorkerTest : public test_support::RedisTest {
  protected:
-  static void SetUpTestSuite() { server = new test_support::RedisServer(); }
-  static void TearDownTestSuite() { delete server; }
-  void SetUp() override { server->flushall(); }
   std::shared_ptr<client::App> app() { return client::App::create(server->url(0), server->url(1)); }
-  static test_support::RedisServer* server;
 };
-test_support::RedisServer* ClientWorkerTest::server = nullptr;
 
 TEST_F(ClientWorkerTest, AddReturnsTheSumAndStoresItWithExpiry) {
   RunningWorker w(server->url(0), server->url(1), {.result_expires_s = 600});

@@ -2,17 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include "redis_server.h"
+#include "redis_test.h"
 
 using namespace celeriac;
 
-class ConnectionTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server = new test_support::RedisServer(); }
-  static void TearDownTestSuite() { delete server; }
-  static test_support::RedisServer* server;
+class ConnectionTest : public test_support::RedisTest {
 };
-test_support::RedisServer* ConnectionTest::server = nullptr;
 
 TEST_F(ConnectionTest, CommandsAreBinarySafe) {
   redis::Connection c(redis::Url::parse(server->url(2)));

@@ -129,14 +129,14 @@ Json stats(Worker::State& s) {
 
 }  // namespace
 
-Json request_info(const Request& r, bool safe) {
+Json request_info(const Request& r, bool safe, const std::string& hostname) {
   const auto& m = r.message;
   return {{"id", m.id},
           {"name", m.shadow.empty() ? m.task : m.shadow},
           {"args", safe ? Json(m.argsrepr) : m.args},
           {"kwargs", safe ? Json(m.kwargsrepr) : m.kwargs},
           {"type", m.task},
-          {"hostname", ""},
+          {"hostname", hostname},
           {"time_start", r.started_at ? Json(*r.started_at) : Json()},
           {"acknowledged", false},
           {"delivery_info",
@@ -163,30 +163,22 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     bool safe = bool_arg(args, "safe");
     std::lock_guard lock(s.mutex);
     Json out = Json::array();
-    for (const auto& [id, r] : s.active) {
-      Json info = request_info(*r, safe);
-      info["hostname"] = s.hostname;
-      out.push_back(info);
-    }
+    for (const auto& [id, r] : s.active) out.push_back(request_info(*r, safe, s.hostname));
     return out;
   }
   if (method == "reserved") {
     std::lock_guard lock(s.mutex);
     Json out = Json::array();
-    for (const auto& r : s.ready) {
-      Json info = request_info(*r, false);
-      info["hostname"] = s.hostname;
-      out.push_back(info);
-    }
+    for (const auto& r : s.ready) out.push_back(request_info(*r, false, s.hostname));
     return out;
   }
   if (method == "scheduled") {
     std::lock_guard lock(s.mutex);
     Json out = Json::array();
     for (const auto& [eta, r] : s.scheduled) {
-      Json info = request_info(*r, false);
-      info["hostname"] = s.hostname;
-      out.push_back({{"eta", celery::format_iso8601_utc(eta)}, {"priority", 6}, {"request", info}});
+      out.push_back({{"eta", celery::format_iso8601_utc(eta)},
+                     {"priority", 6},
+                     {"request", request_info(*r, false, s.hostname)}});
     }
     return out;
   }
@@ -199,11 +191,11 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
       if (!idj.is_string()) continue;
       std::string id = idj.get<std::string>();
       if (auto it = s.active.find(id); it != s.active.end()) {
-        out[id] = Json::array({"active", request_info(*it->second, false)});
+        out[id] = Json::array({"active", request_info(*it->second, false, s.hostname)});
         continue;
       }
       for (const auto& r : s.ready) {
-        if (r->message.id == id) out[id] = Json::array({"reserved", request_info(*r, false)});
+        if (r->message.id == id) out[id] = Json::array({"reserved", request_info(*r, false, s.hostname)});
       }
     }
     return out;

@@ -108,6 +108,6 @@ celery::Json handle_control(Worker::State& state, Worker& worker, const std::str
                             const celery::Json& arguments);
 
 // request-info objects as inspect().active()/reserved() return them.
-celery::Json request_info(const Request& r, bool safe);
+celery::Json request_info(const Request& r, bool safe, const std::string& hostname);
 
 }  // namespace celeriac::worker
