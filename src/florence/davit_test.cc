@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "florence/weights_checkpoint.h"
@@ -101,6 +102,37 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, VisionEncoderTiny,
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// Acceptance on the full Florence-2-base configuration (random weights, generated locally by
+// scripts/fixtures/make_florence_base_random.py, never committed). Opt-in, ~20-35 s on 2 shared
+// cores:
+//   CELERIAC_FLORENCE_BASE=.cache/florence-2-base-random \
+//     build/src/florence/celeriac_florence_model_test --gtest_filter='*Base*'
+TEST(VisionEncoderBase, MatchesTransformersOnBothLayouts) {
+  const char* dir = std::getenv("CELERIAC_FLORENCE_BASE");
+  if (!dir) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+  TensorSet ref = read_safetensors(std::string(dir) + "/reference/image0.safetensors");
+  const int64_t size = 768, plane = 3 * size * size;
+  nn::Tensor pixels = nn::Tensor::view(ref_data(ref, "pixel_values", plane), {1, 3, size, size});
+  for (const char* layout : {"native", "remote"}) {
+    Checkpoint ckpt = Checkpoint::open(std::string(dir) + "/" + layout);
+    VisionEncoder vision(ckpt);
+    std::vector<nn::Tensor> stages;
+    nn::Tensor features = vision.tower(pixels, &stages);
+    for (int s = 0; s < 4; ++s) {
+      const int64_t hw = stages[s].dim(1) * stages[s].dim(2), c = stages[s].dim(3);
+      EXPECT_LT(map_error(stages[s].data(),
+                          ref_data(ref, "vision_stage" + std::to_string(s), c * hw), c, hw),
+                1e-4)
+          << layout << " stage " << s;
+    }
+    nn::Tensor tokens = vision.project(features);
+    ASSERT_EQ(tokens.shape(), (nn::Shape{1, 577, 768}));
+    EXPECT_LT(flat_error(tokens.data(), ref_data(ref, "image_features", 577 * 768), 577 * 768),
+              1e-4)
+        << layout << " visual tokens";
+  }
+}
 
 TEST(VisionEncoder, RejectsNonImageInput) {
   Checkpoint ckpt = Checkpoint::open(kTiny + "/native-safetensors-fp32");
