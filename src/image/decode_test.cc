@@ -107,6 +107,41 @@ TEST(Decode, EveryTruncationOfAnImageIsAnErrorNotACrash) {
   }
 }
 
+// Corrupted headers and data (deterministic byte flips, including in the size fields) give an
+// ImageError or a decoded image within the limits, never a crash: run under the sanitizer build.
+TEST(Decode, MutatedImagesGiveErrorsNotCrashes) {
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  DecodeLimits limits;
+  limits.max_pixels = 4'000'000;
+  for (const char* name :
+       {"jpeg_420_q90.jpg", "jpeg_progressive.jpg", "jpeg_cmyk.jpg", "png_p4_trns.png",
+        "png_rgb_adam7.png", "png_grey16_wide.png", "webp_lossy_alpha.webp", "webp_lossless.webp",
+        "bmp_rle4.bmp", "bmp_rle8.bmp", "bmp_565.bmp", "bmp_os2_p4.bmp", "bmp_bgra32_v5.bmp",
+        "gif_offset_transparent.gif", "gif_interlaced.gif"}) {
+    const std::vector<uint8_t> original = read_bytes(fixture(name));
+    for (int round = 0; round < 150; ++round) {
+      std::vector<uint8_t> bytes = original;
+      const int flips = 1 + int(next() % 4);
+      for (int f = 0; f < flips; ++f) {
+        // Half of the flips land in the first 64 bytes, where the headers are.
+        size_t span = (next() & 1) ? std::min<size_t>(64, bytes.size()) : bytes.size();
+        bytes[next() % span] = uint8_t(next());
+      }
+      try {
+        DecodedImage image = decode_image(bytes, limits);
+        ASSERT_EQ(image.rgb.size(), size_t(image.width) * image.height * 3) << name;
+      } catch (const ImageError&) {
+      }
+    }
+  }
+}
+
 TEST(Decode, MissingFileIsAnIoError) {
   try {
     decode_image_file("/nonexistent/picture.png");
