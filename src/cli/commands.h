@@ -12,5 +12,7 @@ void add_version_command(CLI::App& app, int& exit_code);
 void add_queue_commands(CLI::App& app, int& exit_code);
 // inspect-weights, download (weights_commands.cc)
 void add_weights_commands(CLI::App& app, int& exit_code);
+// preprocess (image_commands.cc)
+void add_image_commands(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli
