@@ -29,7 +29,7 @@ const char* to_string(ImageFormat format);
 struct DecodeLimits {
   uint64_t max_pixels = 50'000'000;       // width * height of the decoded image
   uint64_t max_file_bytes = 64ull << 20;  // size of the encoded input
-  uint32_t max_dimension = 65'535;        // either side (also bounds width * 3 row math)
+  uint32_t max_dimension = 1u << 20;      // either side (keeps row sizes far from int range)
 };
 
 // An 8-bit RGB image, rows top to bottom, pixels interleaved R, G, B, no row padding.
