@@ -168,16 +168,18 @@ void accept_delivery_locked(Worker::State& s, RequestPtr r) {
     s.scheduled.emplace(*m.eta, r);
     return;
   }
-  s.ready.push_back(r);
-  s.ready_cv.notify_one();
+  s.ready.push_back(r);  // the caller wakes executors after unlocking
 }
 
-void move_due_scheduled_locked(Worker::State& s, double now) {
+// Returns whether anything became ready (the caller wakes executors after unlocking).
+bool move_due_scheduled_locked(Worker::State& s, double now) {
+  bool moved = false;
   while (!s.scheduled.empty() && s.scheduled.begin()->first <= now) {
     s.ready.push_back(s.scheduled.begin()->second);
     s.scheduled.erase(s.scheduled.begin());
-    s.ready_cv.notify_one();
+    moved = true;
   }
+  return moved;
 }
 
 void consumer_loop(Worker::State& s) {
@@ -211,13 +213,16 @@ void consumer_loop(Worker::State& s) {
         for (const auto& q : queues) transport->declare_queue(q);
       }
       int free_slots;
+      bool due = false;
       {
         std::lock_guard lock(s.mutex);
-        move_due_scheduled_locked(s, celery::unix_now());
+        due = move_due_scheduled_locked(s, celery::unix_now());
         free_slots = s.prefetch_limit_locked() - s.held;
         // Results not yet written also hold memory and unacked entries: bound them too.
         if (s.outcomes.size() >= kMaxPendingOutcomes) free_slots = 0;
       }
+      // Notify after unlocking: a woken executor would otherwise block at once on our mutex.
+      if (due) s.ready_cv.notify_all();
       int got = 0;
       if (free_slots > 0 && !queues.empty()) {
         auto result = transport->reserve(broker::consume_order(queues),
@@ -247,8 +252,11 @@ void consumer_loop(Worker::State& s) {
           accepted.push_back(std::move(r));
         }
         if (!accepted.empty()) {
-          std::lock_guard lock(s.mutex);
-          for (auto& r : accepted) accept_delivery_locked(s, std::move(r));
+          {
+            std::lock_guard lock(s.mutex);
+            for (auto& r : accepted) accept_delivery_locked(s, std::move(r));
+          }
+          s.ready_cv.notify_all();
         }
         // Round robin over queues, as kombu rotates the queue it just consumed from.
         if (got > 0 && queues.size() > 1) std::rotate(queues.begin(), queues.begin() + 1, queues.end());
@@ -299,17 +307,93 @@ void consumer_loop(Worker::State& s) {
   }
 }
 
+// Takes the next runnable request from `ready`, or nullptr when it is empty. Revoked or expired
+// requests are finished on the way (Celery checks again before running); a rate-limited task
+// waits for its token here, with the lock released.
+RequestPtr take_ready_locked(Worker::State& s, std::unique_lock<std::mutex>& lock) {
+  while (!s.ready.empty()) {
+    RequestPtr r = s.ready.front();
+    s.ready.pop_front();
+    const auto& m = r->message;
+    double now = celery::unix_now();
+    if (s.is_revoked_locked(m.id) || (m.expires && *m.expires <= now)) {
+      finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked,
+                        .revoke_reason = s.is_revoked_locked(m.id) ? "revoked" : "expired"});
+      continue;
+    }
+    // Rate limit (token bucket per task name, as Celery's).
+    if (auto rl = s.rate_limits.find(m.task); rl != s.rate_limits.end() && rl->second.per_second > 0) {
+      auto& b = rl->second;
+      b.tokens = std::min(1.0, b.tokens + (now - b.updated_at) * b.per_second);
+      b.updated_at = now;
+      b.tokens -= 1.0;  // this request's token, possibly borrowed from the future
+      if (b.tokens < 0) {
+        double wait_s = -b.tokens / b.per_second;
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+        lock.lock();
+        now = celery::unix_now();
+      }
+    }
+    r->started_at = now;
+    s.active[m.id] = r;
+    s.push_event_locked("task-started", {{"uuid", m.id}});
+    return r;
+  }
+  return nullptr;
+}
+
+// Tasks that on average finish in microseconds are taken several at a time, so that the
+// hand-off through the shared lock is paid once per batch; anything slower (inference) is
+// taken one by one, so no task waits behind another while an executor is free.
+constexpr double kFastTaskS = 0.0005;
+constexpr size_t kMaxExecutorBatch = 16;
+
+bool is_fast_locked(const Worker::State& s, const RequestPtr& r) {
+  auto it = s.average_runtime_s.find(r->message.task);
+  return it != s.average_runtime_s.end() && it->second < kFastTaskS &&
+         !s.rate_limits.count(r->message.task);
+}
+
+Outcome run_request(Worker::State& s, const RequestPtr& r) {
+  Outcome outcome{r};
+  auto start = Clock::now();
+  TaskContext ctx(r->message, r->task->options, s.hostname, r->cancelled);
+  try {
+    outcome.value = r->task->function(ctx);
+    outcome.kind = Outcome::Kind::Success;
+  } catch (const RetryRequest& retry) {
+    outcome.kind = Outcome::Kind::Retry;
+    outcome.error = retry.reason;
+    outcome.retry_countdown_s = retry.countdown_s;
+    outcome.traceback = short_traceback(*r, retry.reason, s.hostname);
+  } catch (const std::exception& e) {
+    outcome.kind = Outcome::Kind::Failure;
+    outcome.error = exception_from(e);
+    outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
+  } catch (...) {
+    outcome.kind = Outcome::Kind::Failure;
+    outcome.error = {"Exception", "builtins", Json::array({"unknown C++ exception"})};
+    outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
+  }
+  outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
+  return outcome;
+}
+
 void executor_loop(Worker::State& s) {
-  std::optional<Outcome> finished;  // handed over together with taking the next request
+  std::vector<Outcome> finished;  // handed over together with taking the next requests
+  std::vector<RequestPtr> batch;
   while (true) {
-    RequestPtr r;
+    batch.clear();
     {
       std::unique_lock lock(s.mutex);
-      if (finished) {
-        s.active.erase(finished->request->message.id);
-        finish_locked(s, std::move(*finished));
-        finished.reset();
+      for (auto& o : finished) {
+        auto& avg = s.average_runtime_s[o.request->message.task];
+        avg = avg == 0 ? o.runtime_s : 0.9 * avg + 0.1 * o.runtime_s;
+        s.active.erase(o.request->message.id);
+        finish_locked(s, std::move(o));
       }
+      finished.clear();
       // pool_shrink: surplus executors leave when idle.
       if (s.running_executors > s.pool_size.load()) return;
       s.ready_cv.wait(lock, [&] {
@@ -317,60 +401,17 @@ void executor_loop(Worker::State& s) {
       });
       if (s.stopping) return;  // unstarted requests are requeued by the shutdown code
       if (s.ready.empty()) return;  // shrunk
-      r = s.ready.front();
-      s.ready.pop_front();
-      const auto& m = r->message;
-      double now = celery::unix_now();
-      // Revoked or expired while waiting: discard without running, as Celery checks twice.
-      if (s.is_revoked_locked(m.id) || (m.expires && *m.expires <= now)) {
-        finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked,
-                          .revoke_reason = s.is_revoked_locked(m.id) ? "revoked" : "expired"});
-        continue;
+      RequestPtr r = take_ready_locked(s, lock);
+      if (!r) continue;
+      batch.push_back(r);
+      while (batch.size() < kMaxExecutorBatch && !s.ready.empty() && is_fast_locked(s, r) &&
+             is_fast_locked(s, s.ready.front())) {
+        RequestPtr next = take_ready_locked(s, lock);
+        if (!next) break;
+        batch.push_back(next);
       }
-      // Rate limit (token bucket per task name, as Celery's): wait for a token, holding the
-      // request as reserved meanwhile.
-      if (auto rl = s.rate_limits.find(m.task); rl != s.rate_limits.end() && rl->second.per_second > 0) {
-        auto& b = rl->second;
-        b.tokens = std::min(1.0, b.tokens + (now - b.updated_at) * b.per_second);
-        b.updated_at = now;
-        if (b.tokens < 1.0) {
-          double wait_s = (1.0 - b.tokens) / b.per_second;
-          b.tokens -= 1.0;  // reserve the next token for this request
-          lock.unlock();
-          std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
-          lock.lock();
-          now = celery::unix_now();
-        } else {
-          b.tokens -= 1.0;
-        }
-      }
-      r->started_at = now;
-      s.active[m.id] = r;
-      s.push_event_locked("task-started", {{"uuid", m.id}});
     }
-
-    Outcome outcome{r};
-    auto start = Clock::now();
-    TaskContext ctx(r->message, r->task->options, s.hostname, r->cancelled);
-    try {
-      outcome.value = r->task->function(ctx);
-      outcome.kind = Outcome::Kind::Success;
-    } catch (const RetryRequest& retry) {
-      outcome.kind = Outcome::Kind::Retry;
-      outcome.error = retry.reason;
-      outcome.retry_countdown_s = retry.countdown_s;
-      outcome.traceback = short_traceback(*r, retry.reason, s.hostname);
-    } catch (const std::exception& e) {
-      outcome.kind = Outcome::Kind::Failure;
-      outcome.error = exception_from(e);
-      outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
-    } catch (...) {
-      outcome.kind = Outcome::Kind::Failure;
-      outcome.error = {"Exception", "builtins", Json::array({"unknown C++ exception"})};
-      outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
-    }
-    outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
-    finished = std::move(outcome);
+    for (const auto& r : batch) finished.push_back(run_request(s, r));
   }
 }
 

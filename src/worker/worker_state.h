@@ -73,6 +73,7 @@ struct Worker::State {
   std::unordered_set<std::string> revoked;
   std::deque<std::string> revoked_order;                  // oldest first, to bound the set
   std::map<std::string, long> total_by_task;
+  std::unordered_map<std::string, double> average_runtime_s;  // per task name, moving average
   long processed = 0;
   int running_executors = 0;
   std::vector<std::string> queues;  // consumed queues (add_consumer / cancel_consumer change it)
