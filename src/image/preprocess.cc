@@ -124,4 +124,17 @@ PreprocessedImage preprocess(const DecodedImage& image, const PreprocessOptions&
   return out;
 }
 
+std::vector<float> preprocess_batch(std::span<const DecodedImage> images,
+                                    const PreprocessOptions& options) {
+  if (!options.do_resize) {
+    throw ImageError(ImageErrorKind::kInvalidArgument, "a batch needs do_resize (one size)");
+  }
+  const size_t per_image = 3 * static_cast<size_t>(options.width) * options.height;
+  std::vector<float> batch(per_image * images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    preprocess_into(images[i], options, batch.data() + i * per_image);
+  }
+  return batch;
+}
+
 }  // namespace celeriac::image

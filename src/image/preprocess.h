@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,5 +57,10 @@ std::vector<uint8_t> resize_for_model(const DecodedImage& image, const Preproces
 void preprocess_into(const DecodedImage& image, const PreprocessOptions& options, float* chw);
 
 PreprocessedImage preprocess(const DecodedImage& image, const PreprocessOptions& options = {});
+
+// A batch tensor N x 3 x height x width (the options' size; do_resize must be on so that every
+// image has it), images in order.
+std::vector<float> preprocess_batch(std::span<const DecodedImage> images,
+                                    const PreprocessOptions& options = {});
 
 }  // namespace celeriac::image

@@ -117,6 +117,23 @@ TEST(Preprocess, IntoABatchSlot) {
   EXPECT_TRUE(std::equal(single.chw.begin(), single.chw.end(), batch.begin() + 3 * 768 * 768));
 }
 
+TEST(Preprocess, BatchIsTheImagesInOrder) {
+  std::vector<DecodedImage> images = {
+      decode_image_file(testing::fixture("png_3x3.png").string()),
+      decode_image_file(testing::fixture("gif_1x300.gif").string())};
+  PreprocessOptions o;
+  o.width = 32;
+  o.height = 24;
+  std::vector<float> batch = preprocess_batch(images, o);
+  ASSERT_EQ(batch.size(), 2u * 3 * 32 * 24);
+  for (size_t i = 0; i < images.size(); ++i) {
+    PreprocessedImage one = preprocess(images[i], o);
+    EXPECT_TRUE(std::equal(one.chw.begin(), one.chw.end(), batch.begin() + i * 3 * 32 * 24)) << i;
+  }
+  o.do_resize = false;
+  EXPECT_THROW(preprocess_batch(images, o), ImageError);
+}
+
 TEST(Preprocess, EmptyImageIsAnInvalidArgument) {
   try {
     preprocess(DecodedImage{});
