@@ -70,8 +70,10 @@ def test_flower_sees_workers_and_tasks(workers, broker, flower, celery_app):
     assert ok.returncode == 0 and bad.returncode == 1
 
     def states():
-        tasks = api(flower, "/api/tasks")
-        return {t["name"]: t for t in tasks.values()} if len(tasks) >= 2 else None
+        seen = {t["name"]: t for t in api(flower, "/api/tasks").values()}
+        final = {"SUCCESS", "FAILURE"}
+        done = all(seen.get(n, {}).get("state") in final for n in ("tasks.sleep", "tests.fail"))
+        return seen if done else None
     seen = wait_until(states, what="tasks in flower")
     assert seen["tasks.sleep"]["state"] == "SUCCESS"
     assert 0.15 < seen["tasks.sleep"]["runtime"] < 2
