@@ -6,7 +6,9 @@ JOBS ?= $(shell nproc)
 
 .PHONY: run test deps venv build unit interop clean
 
-run: deps build
+run: deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) --target celeriac -j $(JOBS)
 	scripts/run-local.sh
 
 test: deps venv build
