@@ -79,7 +79,8 @@ std::vector<uint8_t> resize_for_model(const DecodedImage& image, const Preproces
   *out_width = w;
   *out_height = h;
   if (!options.do_resize) return image.rgb;
-  return resize_rgb(image.rgb, image.width, image.height, w, h, options.resample);
+  return resize_rgb(image.rgb, image.width, image.height, w, h, options.resample,
+                    options.pass_order);
 }
 
 void preprocess_into(const DecodedImage& image, const PreprocessOptions& options, float* chw) {

@@ -30,6 +30,9 @@ struct PreprocessOptions {
   bool do_normalize = true;                               // "do_normalize"
   std::array<double, 3> image_mean{0.485, 0.456, 0.406};  // "image_mean" (ImageNet)
   std::array<double, 3> image_std{0.229, 0.224, 0.225};   // "image_std" (ImageNet)
+  // Not in the config: which Pillow the resize reproduces. The reference stack pins Pillow 13;
+  // kHorizontalFirst matches Pillow <= 12 (e.g. the transformers 4.42 seed environments).
+  PassOrder pass_order = PassOrder::kPillow13;
 };
 
 // Reads the options from a parsed preprocessor_config.json; keys that are absent keep their
