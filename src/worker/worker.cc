@@ -237,7 +237,9 @@ void consumer_loop(Worker::State& s) {
           auto r = std::make_shared<Request>();
           try {
             r->message = celery::decode_task_message(d.envelope);
-          } catch (const celery::MessageError& e) {
+          } catch (const std::exception& e) {
+            // Anything that cannot be decoded leaves the queue with its reason, so a poison
+            // message is seen once, never looped.
             std::string tag = celery::envelope_delivery_tag(d.envelope);
             spdlog::warn("event=dead-letter queue={} delivery_tag={} reason=\"{}\"", d.queue, tag,
                          e.what());
