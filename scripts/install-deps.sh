@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libcurl4-openssl-dev libboost-dev libboost-system-dev
-  libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev
+  libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libjpeg-turbo-progs
   libopenblas-dev libdnnl-dev clang-format libicu-dev
   python3 python3-venv python3-pip
 )
