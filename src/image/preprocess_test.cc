@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -105,6 +107,33 @@ TEST(Preprocess, PixelValuesMatchReferenceProcessorForEveryFixture) {
     ++checked;
   }
   EXPECT_GE(checked, 50u);
+}
+
+// The tiny Florence-2 checkpoints' reference pixel_values (tests/data/florence-tiny, made by
+// scripts/fixtures/make_florence_tiny.py with the same processor at 160 x 160) come out exactly
+// when read through their own preprocessor_config.json.
+TEST(Preprocess, MatchesTinyCheckpointReferencePixelValues) {
+  const auto root = testing::data_dir().parent_path() / "florence-tiny";
+  if (!std::filesystem::exists(root / "reference")) GTEST_SKIP() << "no florence-tiny fixtures";
+  PreprocessOptions o = load_preprocess_options((root / "remote-bin-fp16").string());
+  ASSERT_EQ(o.width, 160);
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    SCOPED_TRACE("image" + n);
+    PreprocessedImage p =
+        preprocess(decode_image_file((root / "images" / ("image" + n + ".png")).string()), o);
+    // safetensors: u64 header length, JSON header, raw little-endian data.
+    std::vector<uint8_t> file =
+        testing::read_bytes(root / "reference" / ("image" + n + ".safetensors"));
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, file.data(), 8);
+    auto header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + header_len);
+    const auto& entry = header.at("pixel_values");
+    ASSERT_EQ(entry.at("dtype"), "F32");
+    const size_t begin = entry.at("data_offsets")[0], end = entry.at("data_offsets")[1];
+    ASSERT_EQ(end - begin, p.chw.size() * sizeof(float));
+    EXPECT_EQ(std::memcmp(file.data() + 8 + header_len + begin, p.chw.data(), end - begin), 0);
+  }
 }
 
 TEST(Preprocess, IntoABatchSlot) {
