@@ -143,13 +143,19 @@ CELERIAC_RESAMPLE_CLONES void resample_horizontal(const uint8_t* src, int src_wi
   alignas(64) int32_t acc[kBlockLanes];
   for (int y0 = 0; y0 < rows; y0 += kBlockRows) {
     const int n = std::min(kBlockRows, rows - y0);
-    for (int r = 0; r < n; ++r) {  // block[x][r][channel] = src[first_row + y0 + r][x][channel]
-      const uint8_t* in = src + (static_cast<size_t>(first_row) + y0 + r) * src_stride;
-      uint8_t* out = block.data() + r * 3;
-      for (int x = 0; x < src_width; ++x) {
-        out[static_cast<size_t>(x) * kBlockLanes] = in[3 * x];
-        out[static_cast<size_t>(x) * kBlockLanes + 1] = in[3 * x + 1];
-        out[static_cast<size_t>(x) * kBlockLanes + 2] = in[3 * x + 2];
+    // block[x][r][channel] = src[first_row + y0 + r][x][channel]: written in order, read from n
+    // row streams.
+    const uint8_t* rows_in[kBlockRows];
+    for (int r = 0; r < n; ++r) {
+      rows_in[r] = src + (static_cast<size_t>(first_row) + y0 + r) * src_stride;
+    }
+    for (int x = 0; x < src_width; ++x) {
+      uint8_t* out = block.data() + static_cast<size_t>(x) * kBlockLanes;
+      for (int r = 0; r < n; ++r) {
+        const uint8_t* in = rows_in[r] + 3 * static_cast<size_t>(x);
+        out[3 * r] = in[0];
+        out[3 * r + 1] = in[1];
+        out[3 * r + 2] = in[2];
       }
     }
     for (int xx = 0; xx < dst_width; ++xx) {
