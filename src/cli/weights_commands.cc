@@ -21,13 +21,13 @@ using florence::HubOptions;
 using florence::WeightsError;
 
 struct WeightsArgs {
-  std::string model;     // folder or Hub repo id
-  std::string revision;  // Hub revision (branch, tag, commit)
-  std::string format;    // "", "safetensors", "pytorch"
-  bool raw = false;      // names as stored in the file instead of canonical names
-  bool summary = false;  // no per-tensor lines
-  bool f32 = false;      // also upcast every tensor to float32 (timed)
-  bool no_check = false; // skip shape checks
+  std::string model;      // folder or Hub repo id
+  std::string revision;   // Hub revision (branch, tag, commit)
+  std::string format;     // "", "safetensors", "pytorch"
+  bool raw = false;       // names as stored in the file instead of canonical names
+  bool summary = false;   // no per-tensor lines
+  bool f32 = false;       // also upcast every tensor to float32 (timed)
+  bool no_check = false;  // skip shape checks
 };
 
 HubOptions hub_options(const std::string& revision) {
@@ -50,24 +50,26 @@ int inspect(const WeightsArgs& a) {
               ck.format().c_str(), florence::key_layout_name(ck.file_layout()), ck.files().size(),
               ck.mapped_bytes() / 1e6, open_ms);
   const auto& c = ck.config();
-  std::printf("vision dims %d/%d/%d/%d depths %d/%d/%d/%d window %d; text d_model %d layers %d+%d "
-              "vocab %d\n",
-              c.vision.dim_embed.at(0), c.vision.dim_embed.at(1), c.vision.dim_embed.at(2),
-              c.vision.dim_embed.at(3), c.vision.depths.at(0), c.vision.depths.at(1),
-              c.vision.depths.at(2), c.vision.depths.at(3), c.vision.window_size, c.text.d_model,
-              c.text.encoder_layers, c.text.decoder_layers, c.text.vocab_size);
+  std::printf(
+      "vision dims %d/%d/%d/%d depths %d/%d/%d/%d window %d; text d_model %d layers %d+%d "
+      "vocab %d\n",
+      c.vision.dim_embed.at(0), c.vision.dim_embed.at(1), c.vision.dim_embed.at(2),
+      c.vision.dim_embed.at(3), c.vision.depths.at(0), c.vision.depths.at(1), c.vision.depths.at(2),
+      c.vision.depths.at(3), c.vision.window_size, c.text.d_model, c.text.encoder_layers,
+      c.text.decoder_layers, c.text.vocab_size);
   if (!a.summary) {
     if (a.raw) {
-      const auto set = florence::read_checkpoint_tensors(ck.files().front().parent_path(), a.format);
+      const auto set =
+          florence::read_checkpoint_tensors(ck.files().front().parent_path(), a.format);
       for (const auto& [name, v] : set.tensors) {
-        std::printf("%s\t%s\t%s\n", name.c_str(), std::string(florence::dtype_name(v.dtype)).c_str(),
-                    v.shape_string().c_str());
+        std::printf("%s\t%s\t%s\n", name.c_str(),
+                    std::string(florence::dtype_name(v.dtype)).c_str(), v.shape_string().c_str());
       }
     } else {
       for (const auto& name : ck.names()) {
         const auto& v = ck.tensor(name);
-        std::printf("%s\t%s\t%s\n", name.c_str(), std::string(florence::dtype_name(v.dtype)).c_str(),
-                    v.shape_string().c_str());
+        std::printf("%s\t%s\t%s\n", name.c_str(),
+                    std::string(florence::dtype_name(v.dtype)).c_str(), v.shape_string().c_str());
       }
     }
   }

@@ -6,10 +6,9 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace celeriac::florence {
 
@@ -22,13 +21,14 @@ struct VisionConfig {
   std::vector<int> patch_size{7, 3, 3, 3};          // ConvEmbed kernel per stage
   std::vector<int> patch_stride{4, 2, 2, 2};
   std::vector<int> patch_padding{3, 1, 1, 1};
-  std::vector<bool> patch_prenorm{false, true, true, true};  // LayerNorm before (true) or after conv
+  std::vector<bool> patch_prenorm{false, true, true,
+                                  true};  // LayerNorm before (true) or after conv
   int window_size = 12;
   double mlp_ratio = 4.0;
   bool qkv_bias = true;
-  int projection_dim = 768;            // width of the visual tokens (= text d_model)
-  int max_pos_embeddings = 50;         // rows of the 2-D learned position tables
-  int max_temporal_embeddings = 100;   // rows of the cosine temporal table
+  int projection_dim = 768;           // width of the visual tokens (= text d_model)
+  int max_pos_embeddings = 50;        // rows of the 2-D learned position tables
+  int max_temporal_embeddings = 100;  // rows of the cosine temporal table
   std::vector<std::string> image_feature_source{"spatial_avg_pool", "temporal_avg_pool"};
 };
 
@@ -41,8 +41,8 @@ struct GenerationDefaults {
   int max_length = 20;
   int min_length = 0;
   double repetition_penalty = 1.0;
-  int forced_bos_token_id = 0;   // -1 when none
-  int forced_eos_token_id = 2;   // -1 when none
+  int forced_bos_token_id = 0;  // -1 when none
+  int forced_eos_token_id = 2;  // -1 when none
 };
 
 // BART language model (florence2.md 2.2).

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -20,7 +21,6 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 namespace celeriac::florence {
@@ -62,7 +62,8 @@ bool is_hex(const std::string& s, std::size_t n) {
 std::string url_escape(const std::string& s, bool keep_slash) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out.push_back(static_cast<char>(c));
     } else {
       char buf[4];
@@ -96,7 +97,7 @@ void curl_init_once() {
 
 struct Progress {
   std::string label;
-  uint64_t total = 0;  // 0 when unknown
+  uint64_t total = 0;   // 0 when unknown
   uint64_t offset = 0;  // bytes already on disk when this transfer started
   bool enabled = false;
   bool tty = false;
@@ -114,8 +115,8 @@ struct Progress {
     if (total > 0) {
       const int pct = static_cast<int>(100.0 * now_bytes / total);
       const int width = 24, fill = std::min(width, pct * width / 100);
-      std::snprintf(line, sizeof line, "%s %3d%% [%s%s] %.1f/%.1f MB %.1f MB/s", label.c_str(),
-                    pct, std::string(fill, '#').c_str(), std::string(width - fill, ' ').c_str(),
+      std::snprintf(line, sizeof line, "%s %3d%% [%s%s] %.1f/%.1f MB %.1f MB/s", label.c_str(), pct,
+                    std::string(fill, '#').c_str(), std::string(width - fill, ' ').c_str(),
                     now_bytes / 1e6, total / 1e6, rate);
     } else {
       std::snprintf(line, sizeof line, "%s %.1f MB %.1f MB/s", label.c_str(), now_bytes / 1e6,
@@ -235,7 +236,8 @@ class Http {
                     std::string* final_url = nullptr) const {
     for (int hop = 0; hop < 6; ++hop) {
       HttpResult r = request(method, url, sink, range_start, progress);
-      if (r.curl == CURLE_OK && r.status >= 300 && r.status < 400 && !r.header("location").empty()) {
+      if (r.curl == CURLE_OK && r.status >= 300 && r.status < 400 &&
+          !r.header("location").empty()) {
         url = resolve_location(url, r.header("location"));
         continue;
       }
@@ -418,14 +420,15 @@ FileMeta file_metadata(const Http& http, const HubOptions& o, const std::string&
   if (etag.rfind("W/", 0) == 0) etag = etag.substr(2);
   etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
   m.etag = etag;
-  const std::string size = r.header("x-linked-size").empty() ? r.header("content-length")
-                                                             : r.header("x-linked-size");
+  const std::string size =
+      r.header("x-linked-size").empty() ? r.header("content-length") : r.header("x-linked-size");
   m.size = size.empty() ? 0 : std::stoull(size);
   m.url = r.status >= 300 && r.status < 400 ? resolve_location(at, r.header("location")) : at;
   if (m.commit.empty()) {
     throw HubError(Kind::kProtocol, url + ": the answer has no X-Repo-Commit header");
   }
-  if (m.etag.empty() || m.etag.find('/') != std::string::npos || m.etag.find("..") != std::string::npos) {
+  if (m.etag.empty() || m.etag.find('/') != std::string::npos ||
+      m.etag.find("..") != std::string::npos) {
     throw HubError(Kind::kProtocol, url + ": the answer has no usable ETag");
   }
   return m;
@@ -470,8 +473,8 @@ void download_blob(const Http& http, const HubOptions& o, const FileMeta& m, con
     if (r.curl != CURLE_OK) {
       last_error = r.curl_error;
       const uint64_t now = fs::exists(part) ? fs::file_size(part) : 0;
-      spdlog::warn("hub: download of {} interrupted at {} bytes ({}); attempt {}/{}", filename,
-                   now, r.curl_error, attempt, o.max_attempts);
+      spdlog::warn("hub: download of {} interrupted at {} bytes ({}); attempt {}/{}", filename, now,
+                   r.curl_error, attempt, o.max_attempts);
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << std::min(attempt, 5)));
       continue;
     }
@@ -662,18 +665,24 @@ fs::path resolve_model(const std::string& model, const HubOptions& o) {
       throw HubError(Kind::kProtocol, index + " of " + model + " is not a shard index");
     }
     std::set<std::string> shards;
-    for (const auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
+    for (const auto& [name, shard] : j["weight_map"].items())
+      shards.insert(shard.get<std::string>());
     for (const auto& shard : shards) fetch(shard);
   };
-  if (files.count("model.safetensors")) fetch("model.safetensors");
-  else if (files.count("model.safetensors.index.json")) fetch_index("model.safetensors.index.json");
-  else if (files.count("pytorch_model.bin")) fetch("pytorch_model.bin");
-  else if (files.count("pytorch_model.bin.index.json")) fetch_index("pytorch_model.bin.index.json");
-  else throw HubError(Kind::kNotFound, model + "@" + o.revision + " has no weights file");
-  for (const char* extra : {"generation_config.json", "preprocessor_config.json",
-                            "processor_config.json", "tokenizer.json", "tokenizer_config.json",
-                            "vocab.json", "merges.txt", "special_tokens_map.json",
-                            "added_tokens.json"}) {
+  if (files.count("model.safetensors"))
+    fetch("model.safetensors");
+  else if (files.count("model.safetensors.index.json"))
+    fetch_index("model.safetensors.index.json");
+  else if (files.count("pytorch_model.bin"))
+    fetch("pytorch_model.bin");
+  else if (files.count("pytorch_model.bin.index.json"))
+    fetch_index("pytorch_model.bin.index.json");
+  else
+    throw HubError(Kind::kNotFound, model + "@" + o.revision + " has no weights file");
+  for (const char* extra :
+       {"generation_config.json", "preprocessor_config.json", "processor_config.json",
+        "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+        "special_tokens_map.json", "added_tokens.json"}) {
     if (files.count(extra)) fetch(extra);
   }
   write_ref(cache, o.revision, commit);

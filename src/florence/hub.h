@@ -22,13 +22,13 @@ namespace celeriac::florence {
 class HubError : public std::runtime_error {
  public:
   enum class Kind {
-    kNotFound,    // repo, revision or file does not exist (HTTP 404)
-    kAuth,        // private or gated repo without a valid token (HTTP 401/403)
-    kOffline,     // HF_HUB_OFFLINE set (or hub unreachable) and the file is not in the cache
-    kNetwork,     // connection failed, timed out, or kept failing after retries
-    kChecksum,    // downloaded bytes do not match the hash the hub announced
-    kProtocol,    // unexpected answer (missing X-Repo-Commit, bad JSON, ...)
-    kIo,          // cache folder not writable
+    kNotFound,  // repo, revision or file does not exist (HTTP 404)
+    kAuth,      // private or gated repo without a valid token (HTTP 401/403)
+    kOffline,   // HF_HUB_OFFLINE set (or hub unreachable) and the file is not in the cache
+    kNetwork,   // connection failed, timed out, or kept failing after retries
+    kChecksum,  // downloaded bytes do not match the hash the hub announced
+    kProtocol,  // unexpected answer (missing X-Repo-Commit, bad JSON, ...)
+    kIo,        // cache folder not writable
   };
   HubError(Kind kind, std::string message) : std::runtime_error(std::move(message)), kind_(kind) {}
   Kind kind() const { return kind_; }

@@ -34,11 +34,12 @@ class FakeHub {
     fs::create_directory_symlink(tiny("remote-bin-fp16"), root_ / kRepo);
     fs::create_directory_symlink(tiny("remote-sharded-bf16"), root_ / kSharded);
     fs::create_directory_symlink(tiny("remote-bin-fp16"), root_ / kPrivate);
-    std::vector<std::string> args = {"python3",
-                                     std::string(CELERIAC_SOURCE_DIR) +
-                                         "/src/florence/hub_test_server.py",
-                                     "--root", root_.path().string(), "--log", log_path(),
-                                     "--private", kPrivate, "--token", kToken};
+    std::vector<std::string> args = {
+        "python3",   std::string(CELERIAC_SOURCE_DIR) + "/src/florence/hub_test_server.py",
+        "--root",    root_.path().string(),
+        "--log",     log_path(),
+        "--private", kPrivate,
+        "--token",   kToken};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe");
@@ -209,13 +210,13 @@ TEST_F(Hub, PrivateRepoNeedsTheTokenWhichIsNeverPrinted) {
   const fs::path snap = resolve_model(kPrivate, o);
   EXPECT_TRUE(fs::exists(snap / "pytorch_model.bin"));
   const std::string log = hub.log();
-  EXPECT_NE(log.find("/pytorch_model.bin range=- auth=ok"),
-            std::string::npos) << log;
+  EXPECT_NE(log.find("/pytorch_model.bin range=- auth=ok"), std::string::npos) << log;
   // The LFS bytes come from another host (the CDN): the token does not go there.
   const auto lfs = log.find("GET /lfs/");
   ASSERT_NE(lfs, std::string::npos);
   EXPECT_EQ(log.substr(lfs, log.find('\n', lfs) - lfs).find("auth=none") == std::string::npos,
-            false) << log;
+            false)
+      << log;
 }
 
 TEST_F(Hub, UnknownRepoRevisionAndFileAreNotFound) {

@@ -33,7 +33,9 @@ TensorSet read_torch_index(const fs::path& index_path, const MapOptions& options
     throw WeightsError(Kind::kFormat, index_path.string() + ": not JSON: " + e.what());
   }
   std::map<std::string, std::vector<std::string>> by_shard;
-  for (const auto& [name, shard] : index.value("weight_map", nlohmann::json::object()).items()) {
+  // Keep the map alive for the loop: iterating items() of a temporary would dangle.
+  const nlohmann::json weight_map = index.value("weight_map", nlohmann::json::object());
+  for (const auto& [name, shard] : weight_map.items()) {
     by_shard[shard.get<std::string>()].push_back(name);
   }
   TensorSet set;
@@ -45,8 +47,10 @@ TensorSet read_torch_index(const fs::path& index_path, const MapOptions& options
     TensorSet shard = read_torch_zip(index_path.parent_path() / shard_name, options);
     for (const auto& name : names) {
       if (!shard.tensors.count(name)) {
-        throw WeightsError(Kind::kMissing, index_path.string() + " lists " + name + " in " +
-                                               shard_name + ", which does not hold it", name);
+        throw WeightsError(Kind::kMissing,
+                           index_path.string() + " lists " + name + " in " + shard_name +
+                               ", which does not hold it",
+                           name);
       }
     }
     for (auto& f : shard.files) set.files.push_back(f);
@@ -101,13 +105,15 @@ TensorSet read_checkpoint_tensors(const fs::path& dir, const std::string& format
     throw WeightsError(Kind::kUnsupported, "unknown weights format \"" + format + "\"");
   }
   if (any || format == "safetensors") {
-    if (fs::exists(dir / "model.safetensors")) return read_safetensors(dir / "model.safetensors", options);
+    if (fs::exists(dir / "model.safetensors"))
+      return read_safetensors(dir / "model.safetensors", options);
     if (fs::exists(dir / "model.safetensors.index.json")) {
       return read_safetensors_index(dir / "model.safetensors.index.json", options);
     }
   }
   if (any || format == "pytorch") {
-    if (fs::exists(dir / "pytorch_model.bin")) return read_torch_zip(dir / "pytorch_model.bin", options);
+    if (fs::exists(dir / "pytorch_model.bin"))
+      return read_torch_zip(dir / "pytorch_model.bin", options);
     if (fs::exists(dir / "pytorch_model.bin.index.json")) {
       return read_torch_index(dir / "pytorch_model.bin.index.json", options);
     }
@@ -132,10 +138,14 @@ Checkpoint Checkpoint::open(const fs::path& path, const CheckpointOptions& optio
       return name.size() >= suffix.size() &&
              name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
-    if (ends(".safetensors.index.json")) raw = read_safetensors_index(path, map_options);
-    else if (ends(".bin.index.json")) raw = read_torch_index(path, map_options);
-    else if (ends(".safetensors")) raw = read_safetensors(path, map_options);
-    else raw = read_torch_zip(path, map_options);
+    if (ends(".safetensors.index.json"))
+      raw = read_safetensors_index(path, map_options);
+    else if (ends(".bin.index.json"))
+      raw = read_torch_index(path, map_options);
+    else if (ends(".safetensors"))
+      raw = read_safetensors(path, map_options);
+    else
+      raw = read_torch_zip(path, map_options);
   }
 
   Checkpoint ck;
@@ -202,7 +212,8 @@ Checkpoint Checkpoint::open(const fs::path& path, const CheckpointOptions& optio
   if (!ck.tensors_.count(kFinalLogitsBias)) {
     // Absent from native files; zeros in Microsoft's (the remote code ignores it when missing).
     int64_t rows = text.vocab_size;
-    if (auto it = ck.tensors_.find(tied.front()); it != ck.tensors_.end() && !it->second.shape.empty()) {
+    if (auto it = ck.tensors_.find(tied.front());
+        it != ck.tensors_.end() && !it->second.shape.empty()) {
       rows = it->second.shape[0];
     }
     ck.own(std::string(kFinalLogitsBias), DType::kF32, {1, rows},
@@ -239,8 +250,8 @@ Checkpoint Checkpoint::open(const fs::path& path, const CheckpointOptions& optio
       }
     }
     if (!problems.empty()) {
-      std::string msg = dir.string() + " (" + key_layout_name(ck.file_layout_) + " layout, " +
-                        ck.format_ + "): ";
+      std::string msg =
+          dir.string() + " (" + key_layout_name(ck.file_layout_) + " layout, " + ck.format_ + "): ";
       const std::size_t shown = std::min<std::size_t>(problems.size(), 8);
       for (std::size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i].second;
       if (problems.size() > shown) {
@@ -263,7 +274,9 @@ const TensorView& Checkpoint::own(std::string name, DType dtype, std::vector<int
   return tensors_.insert_or_assign(std::move(name), std::move(view)).first->second;
 }
 
-bool Checkpoint::contains(std::string_view name) const { return tensors_.find(name) != tensors_.end(); }
+bool Checkpoint::contains(std::string_view name) const {
+  return tensors_.find(name) != tensors_.end();
+}
 
 const TensorView& Checkpoint::tensor(std::string_view name) const {
   auto it = tensors_.find(name);

@@ -7,9 +7,9 @@
 //
 // Tensors stay in the memory-mapped files (zero copy); only tensors that must be made are owned:
 // fp32 copies of fp16/bf16 storage (on request, cached), the transposed native image_projection,
-// and the defaults of section 9.3 (final_logits_bias zeros, the cosine temporal table). Every tensor
-// is checked against the shapes the configuration implies; problems throw one WeightsError that
-// names each missing or misshapen tensor.
+// and the defaults of section 9.3 (final_logits_bias zeros, the cosine temporal table). Every
+// tensor is checked against the shapes the configuration implies; problems throw one WeightsError
+// that names each missing or misshapen tensor.
 #pragma once
 
 #include <cstdlib>

@@ -5,9 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include <cmath>
+#include <functional>
 
 #include "florence/weights_layout.h"
 #include "florence/weights_safetensors.h"
@@ -68,8 +67,8 @@ TEST(Checkpoint, AllFoldersHoldTheSameNumbers) {
       auto b = values(ref, e.name);
       if (a.size() != b.size()) {
         // Remote files carry 51289 embedding rows, native ones 51328 (the first 51289 agree).
-        ASSERT_EQ(a.size(), static_cast<std::size_t>(remote_vocab * (e.name.find("bias") !=
-                                                                     std::string::npos ? 1 : d)))
+        ASSERT_EQ(a.size(), static_cast<std::size_t>(
+                                remote_vocab * (e.name.find("bias") != std::string::npos ? 1 : d)))
             << e.name;
         b.resize(a.size());
       }
@@ -91,7 +90,8 @@ TEST(Checkpoint, TiedEmbeddingsShareOneTensor) {
   // The sharded remote file holds only lm_head: the others are filled from it.
   const auto ck = Checkpoint::open(tiny("remote-sharded-bf16"));
   bool noted = false;
-  for (const auto& n : ck.notes()) noted |= n.find("tied to language_model.lm_head") != std::string::npos;
+  for (const auto& n : ck.notes())
+    noted |= n.find("tied to language_model.lm_head") != std::string::npos;
   EXPECT_TRUE(noted);
 }
 
@@ -165,9 +165,8 @@ void write_edited(const testing::TempDir& tmp,
 
 TEST(Checkpoint, MissingTensorIsNamed) {
   testing::TempDir tmp;
-  write_edited(tmp, [](auto& t) {
-    t.erase("model.vision_tower.blocks.2.1.channel_block.ffn.fc2.bias");
-  });
+  write_edited(
+      tmp, [](auto& t) { t.erase("model.vision_tower.blocks.2.1.channel_block.ffn.fc2.bias"); });
   try {
     Checkpoint::open(tmp.path());
     FAIL() << "missing tensor accepted";
@@ -253,7 +252,8 @@ TEST(Checkpoint, ReferenceOutputsAreReadableAsSafetensors) {
 // The full Florence-2-base configuration with random weights, when generated locally by
 // scripts/fixtures/make_florence_base_random.py (not committed: 1.4 GB).
 TEST(Checkpoint, BaseRandomLayoutsAgree) {
-  const auto base = std::filesystem::path(CELERIAC_SOURCE_DIR) / ".cache" / "florence-2-base-random";
+  const auto base =
+      std::filesystem::path(CELERIAC_SOURCE_DIR) / ".cache" / "florence-2-base-random";
   if (!std::filesystem::exists(base / "remote" / "pytorch_model.bin")) {
     GTEST_SKIP() << "run scripts/fixtures/make_florence_base_random.py first";
   }
@@ -263,7 +263,8 @@ TEST(Checkpoint, BaseRandomLayoutsAgree) {
   EXPECT_EQ(remote.tensor("language_model.lm_head.weight").shape,
             (std::vector<int64_t>{51289, 768}));
   const auto expected = expected_tensors(remote.config());
-  EXPECT_EQ(expected.size(), 669u);  // florence2.md Appendix A: 669 names, tied and buffers included
+  EXPECT_EQ(expected.size(),
+            669u);  // florence2.md Appendix A: 669 names, tied and buffers included
   for (const auto& e : expected) {
     auto a = remote.f32(e.name);
     auto b = native.f32(e.name);

@@ -130,7 +130,8 @@ std::optional<std::string> native_to_canonical(std::string_view name) {
   }
   if (starts_with(n, "model.vision_tower.convs.")) {
     // model.vision_tower.convs.{s}.conv.* -> vision_tower.convs.{s}.proj.*
-    static const std::regex conv(R"(^model\.vision_tower\.convs\.(\d+)\.(conv|norm)\.(weight|bias)$)");
+    static const std::regex conv(
+        R"(^model\.vision_tower\.convs\.(\d+)\.(conv|norm)\.(weight|bias)$)");
     std::smatch m;
     if (!std::regex_match(n, m, conv)) return std::nullopt;
     return "vision_tower.convs." + m[1].str() + "." + (m[2] == "conv" ? "proj" : "norm") + "." +
@@ -144,15 +145,24 @@ std::optional<std::string> native_to_canonical(std::string_view name) {
     const std::string kind = m[3].str(), part = m[4].str(), wb = m[5].str();
     const std::string attn = kind == "spatial_block" ? "window_attn" : "channel_attn";
     std::string mapped;
-    if (part == "conv1") mapped = "conv1.fn.dw";
-    else if (part == "conv2") mapped = "conv2.fn.dw";
-    else if (part == "norm1") mapped = attn + ".norm";
-    else if (part == "norm2") mapped = "ffn.norm";
-    else if (part == "ffn.fc1") mapped = "ffn.fn.net.fc1";
-    else if (part == "ffn.fc2") mapped = "ffn.fn.net.fc2";
-    else if (part == attn + ".qkv") mapped = attn + ".fn.qkv";
-    else if (part == attn + ".proj") mapped = attn + ".fn.proj";
-    else return std::nullopt;
+    if (part == "conv1")
+      mapped = "conv1.fn.dw";
+    else if (part == "conv2")
+      mapped = "conv2.fn.dw";
+    else if (part == "norm1")
+      mapped = attn + ".norm";
+    else if (part == "norm2")
+      mapped = "ffn.norm";
+    else if (part == "ffn.fc1")
+      mapped = "ffn.fn.net.fc1";
+    else if (part == "ffn.fc2")
+      mapped = "ffn.fn.net.fc2";
+    else if (part == attn + ".qkv")
+      mapped = attn + ".fn.qkv";
+    else if (part == attn + ".proj")
+      mapped = attn + ".fn.proj";
+    else
+      return std::nullopt;
     return "vision_tower.blocks." + m[1].str() + "." + m[2].str() + "." + kind + "." + mapped +
            "." + wb;
   }

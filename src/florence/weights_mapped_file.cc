@@ -20,7 +20,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
     throw WeightsError(WeightsError::Kind::kIo,
                        "cannot open " + path.string() + ": " + std::strerror(errno));
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);

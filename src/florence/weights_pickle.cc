@@ -34,11 +34,11 @@ ValueRef make_string(std::string s, Value::Type t = Value::Type::kString) {
 
 std::optional<DType> storage_dtype(const std::string& global) {
   static const std::map<std::string, DType> kinds = {
-      {"torch.FloatStorage", DType::kF32},  {"torch.HalfStorage", DType::kF16},
+      {"torch.FloatStorage", DType::kF32},     {"torch.HalfStorage", DType::kF16},
       {"torch.BFloat16Storage", DType::kBF16}, {"torch.DoubleStorage", DType::kF64},
-      {"torch.LongStorage", DType::kI64},   {"torch.IntStorage", DType::kI32},
-      {"torch.ShortStorage", DType::kI16},  {"torch.CharStorage", DType::kI8},
-      {"torch.ByteStorage", DType::kU8},    {"torch.BoolStorage", DType::kBool},
+      {"torch.LongStorage", DType::kI64},      {"torch.IntStorage", DType::kI32},
+      {"torch.ShortStorage", DType::kI16},     {"torch.CharStorage", DType::kI8},
+      {"torch.ByteStorage", DType::kU8},       {"torch.BoolStorage", DType::kBool},
   };
   auto it = kinds.find(global);
   if (it == kinds.end()) return std::nullopt;
@@ -95,27 +95,48 @@ class Machine {
  public:
   Machine(std::span<const std::byte> data,
           const std::function<ValueRef(const ValueRef&)>& persistent_load)
-      : p_(reinterpret_cast<const uint8_t*>(data.data())), end_(p_ + data.size()),
+      : p_(reinterpret_cast<const uint8_t*>(data.data())),
+        end_(p_ + data.size()),
         persistent_load_(persistent_load) {}
 
   ValueRef run() {
     while (true) {
       const uint8_t op = u8();
       switch (op) {
-        case 0x80: u8(); break;                       // PROTO
-        case 0x95: take(8); break;                    // FRAME (framing only)
-        case '.':                                     // STOP
+        case 0x80:
+          u8();
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;   // FRAME (framing only)
+        case '.':  // STOP
           if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " values");
           return stack_.back();
-        case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case 'N': push(make(Value::Type::kNone)); break;
-        case 0x88: push_bool(true); break;            // NEWTRUE
-        case 0x89: push_bool(false); break;           // NEWFALSE
-        case 'K': push(make_int(u8())); break;        // BININT1
-        case 'M': push(make_int(le(2))); break;       // BININT2
-        case 'J': push(make_int(static_cast<int32_t>(le(4)))); break;  // BININT
-        case 0x8a: push(make_int(long1(u8()))); break;                 // LONG1
-        case 'G': {                                   // BINFLOAT (big-endian double)
+        case '(':
+          marks_.push_back(stack_.size());
+          break;  // MARK
+        case 'N':
+          push(make(Value::Type::kNone));
+          break;
+        case 0x88:
+          push_bool(true);
+          break;  // NEWTRUE
+        case 0x89:
+          push_bool(false);
+          break;  // NEWFALSE
+        case 'K':
+          push(make_int(u8()));
+          break;  // BININT1
+        case 'M':
+          push(make_int(le(2)));
+          break;  // BININT2
+        case 'J':
+          push(make_int(static_cast<int32_t>(le(4))));
+          break;  // BININT
+        case 0x8a:
+          push(make_int(long1(u8())));
+          break;     // LONG1
+        case 'G': {  // BINFLOAT (big-endian double)
           uint64_t bits = 0;
           for (int i = 0; i < 8; ++i) bits = (bits << 8) | u8();
           auto v = make(Value::Type::kFloat);
@@ -123,23 +144,45 @@ class Machine {
           push(v);
           break;
         }
-        case 'X': push(make_string(str(le(4)))); break;      // BINUNICODE
-        case 0x8c: push(make_string(str(u8()))); break;      // SHORT_BINUNICODE
-        case 0x8d: push(make_string(str(le(8)))); break;     // BINUNICODE8
-        case 'T': push(make_string(str(le(4)), Value::Type::kBytes)); break;  // BINSTRING
-        case 'U': push(make_string(str(u8()), Value::Type::kBytes)); break;   // SHORT_BINSTRING
-        case 'B': push(make_string(str(le(4)), Value::Type::kBytes)); break;  // BINBYTES
-        case 'C': push(make_string(str(u8()), Value::Type::kBytes)); break;   // SHORT_BINBYTES
-        case ')': push(make(Value::Type::kTuple)); break;    // EMPTY_TUPLE
-        case ']': push(make(Value::Type::kList)); break;     // EMPTY_LIST
-        case '}': push(make(Value::Type::kDict)); break;     // EMPTY_DICT
-        case 't': {                                          // TUPLE
+        case 'X':
+          push(make_string(str(le(4))));
+          break;  // BINUNICODE
+        case 0x8c:
+          push(make_string(str(u8())));
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push(make_string(str(le(8))));
+          break;  // BINUNICODE8
+        case 'T':
+          push(make_string(str(le(4)), Value::Type::kBytes));
+          break;  // BINSTRING
+        case 'U':
+          push(make_string(str(u8()), Value::Type::kBytes));
+          break;  // SHORT_BINSTRING
+        case 'B':
+          push(make_string(str(le(4)), Value::Type::kBytes));
+          break;  // BINBYTES
+        case 'C':
+          push(make_string(str(u8()), Value::Type::kBytes));
+          break;  // SHORT_BINBYTES
+        case ')':
+          push(make(Value::Type::kTuple));
+          break;  // EMPTY_TUPLE
+        case ']':
+          push(make(Value::Type::kList));
+          break;  // EMPTY_LIST
+        case '}':
+          push(make(Value::Type::kDict));
+          break;     // EMPTY_DICT
+        case 't': {  // TUPLE
           auto v = make(Value::Type::kTuple);
           v->items = pop_mark();
           push(v);
           break;
         }
-        case 0x85: case 0x86: case 0x87: {                   // TUPLE1..3
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
           const std::size_t n = op - 0x84;
           if (stack_.size() < n + base()) fail("stack underflow in TUPLEn");
           auto v = make(Value::Type::kTuple);
@@ -148,30 +191,30 @@ class Machine {
           push(v);
           break;
         }
-        case 'l': {                                          // LIST
+        case 'l': {  // LIST
           auto v = make(Value::Type::kList);
           v->items = pop_mark();
           push(v);
           break;
         }
-        case 'a': {                                          // APPEND
+        case 'a': {  // APPEND
           auto item = pop();
           list_top()->items.push_back(item);
           break;
         }
-        case 'e': {                                          // APPENDS
+        case 'e': {  // APPENDS
           auto items = pop_mark();
           auto list = list_top();
           list->items.insert(list->items.end(), items.begin(), items.end());
           break;
         }
-        case 's': {                                          // SETITEM
+        case 's': {  // SETITEM
           auto value = pop();
           auto key = pop();
           dict_top()->entries.emplace_back(key, value);
           break;
         }
-        case 'u': {                                          // SETITEMS
+        case 'u': {  // SETITEMS
           auto items = pop_mark();
           if (items.size() % 2) fail("SETITEMS with an odd number of items");
           auto dict = dict_top();
@@ -180,18 +223,28 @@ class Machine {
           }
           break;
         }
-        case 'q': memo_put(u8()); break;                     // BINPUT
-        case 'r': memo_put(le(4)); break;                    // LONG_BINPUT
-        case 0x94: memo_put(memo_.size()); break;            // MEMOIZE
-        case 'h': push(memo_get(u8())); break;               // BINGET
-        case 'j': push(memo_get(le(4))); break;              // LONG_BINGET
-        case 'c': {                                          // GLOBAL "module\nname\n"
+        case 'q':
+          memo_put(u8());
+          break;  // BINPUT
+        case 'r':
+          memo_put(le(4));
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_put(memo_.size());
+          break;  // MEMOIZE
+        case 'h':
+          push(memo_get(u8()));
+          break;  // BINGET
+        case 'j':
+          push(memo_get(le(4)));
+          break;     // LONG_BINGET
+        case 'c': {  // GLOBAL "module\nname\n"
           std::string module = line();
           std::string name = line();
           push_global(module + "." + name);
           break;
         }
-        case 0x93: {                                         // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           auto name = pop();
           auto module = pop();
           if (module->type != Value::Type::kString || name->type != Value::Type::kString) {
@@ -200,21 +253,21 @@ class Machine {
           push_global(module->text + "." + name->text);
           break;
         }
-        case 'R': {                                          // REDUCE
+        case 'R': {  // REDUCE
           auto args = pop();
           auto callable = pop();
           if (callable->type != Value::Type::kGlobal) fail("REDUCE on a non-global");
           push(call_global(callable->text, args));
           break;
         }
-        case 'b': {                                          // BUILD: object state, ignored
+        case 'b': {  // BUILD: object state, ignored
           pop();
           if (stack_.empty()) fail("BUILD on an empty stack");
           // torch.save keeps the state_dict's `_metadata` (module versions) here; tensors may
           // carry Python attributes. Neither changes the numbers.
           break;
         }
-        case 'Q': {                                          // BINPERSID
+        case 'Q': {  // BINPERSID
           auto pid = pop();
           push(persistent_load_(pid));
           break;
@@ -222,9 +275,8 @@ class Machine {
         default: {
           char hex[8];
           std::snprintf(hex, sizeof hex, "0x%02x", op);
-          throw WeightsError(Kind::kUnsupported,
-                             std::string("data.pkl: pickle opcode ") + hex +
-                                 " is not used by torch.save of a state_dict");
+          throw WeightsError(Kind::kUnsupported, std::string("data.pkl: pickle opcode ") + hex +
+                                                     " is not used by torch.save of a state_dict");
         }
       }
     }

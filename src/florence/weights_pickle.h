@@ -33,8 +33,20 @@ struct TensorRef {
 };
 
 struct Value {
-  enum class Type { kNone, kBool, kInt, kFloat, kString, kBytes, kTuple, kList, kDict, kGlobal,
-                    kStorage, kTensor };
+  enum class Type {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kBytes,
+    kTuple,
+    kList,
+    kDict,
+    kGlobal,
+    kStorage,
+    kTensor
+  };
   Type type = Type::kNone;
   bool boolean = false;
   int64_t integer = 0;

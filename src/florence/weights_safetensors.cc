@@ -115,13 +115,16 @@ TensorSet read_safetensors_index(const std::filesystem::path& index_path,
   std::map<std::string, std::vector<std::string>> by_shard;
   for (const auto& [name, shard] : index["weight_map"].items()) {
     if (!shard.is_string()) {
-      throw WeightsError(Kind::kFormat, index_path.string() + ": weight_map[" + name +
-                                            "] is not a file name", name);
+      throw WeightsError(Kind::kFormat,
+                         index_path.string() + ": weight_map[" + name + "] is not a file name",
+                         name);
     }
     const auto shard_name = shard.get<std::string>();
     if (shard_name.find('/') != std::string::npos || shard_name.find("..") != std::string::npos) {
-      throw WeightsError(Kind::kFormat, index_path.string() + ": shard name " + shard_name +
-                                            " leaves the checkpoint folder", name);
+      throw WeightsError(
+          Kind::kFormat,
+          index_path.string() + ": shard name " + shard_name + " leaves the checkpoint folder",
+          name);
     }
     by_shard[shard_name].push_back(name);
   }

@@ -13,7 +13,8 @@
 namespace celeriac::florence {
 
 // Reads one .safetensors file. Every header entry is validated (known dtype, offsets inside the
-// data section, byte count = numel * dtype size); a bad entry throws WeightsError(kFormat) naming it.
+// data section, byte count = numel * dtype size); a bad entry throws WeightsError(kFormat) naming
+// it.
 TensorSet read_safetensors(const std::filesystem::path& path, const MapOptions& options = {});
 
 // Reads a sharded checkpoint from its index file: every tensor of the weight_map, from its shard.

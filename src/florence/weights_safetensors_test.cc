@@ -133,8 +133,9 @@ TEST(WeightsDtype, HalfAndBfloat16UpcastExactly) {
     const uint32_t exp = (h >> 10) & 0x1f;
     const double mant = h & 0x3ff;
     const double expect = (h & 0x8000 ? -1.0 : 1.0) *
-        (exp == 0 ? mant * std::ldexp(1.0, -24)
-                  : exp == 31 ? INFINITY : (1.0 + mant / 1024.0) * std::ldexp(1.0, exp - 15));
+                          (exp == 0    ? mant * std::ldexp(1.0, -24)
+                           : exp == 31 ? INFINITY
+                                       : (1.0 + mant / 1024.0) * std::ldexp(1.0, exp - 15));
     ASSERT_EQ(static_cast<double>(f), expect) << std::hex << h;
   }
 }

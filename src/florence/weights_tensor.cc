@@ -29,23 +29,34 @@ std::size_t dtype_size(DType dtype) {
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kF64: return "F64";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kI16: return "I16";
-    case DType::kI8: return "I8";
-    case DType::kU8: return "U8";
-    case DType::kBool: return "BOOL";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF64:
+      return "F64";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kI16:
+      return "I16";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
+    case DType::kBool:
+      return "BOOL";
   }
   return "?";
 }
 
 DType dtype_from_safetensors_name(std::string_view name) {
-  static constexpr DType all[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kF64, DType::kI64,
-                                  DType::kI32, DType::kI16, DType::kI8,   DType::kU8,  DType::kBool};
+  static constexpr DType all[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kF64,
+                                  DType::kI64, DType::kI32, DType::kI16,  DType::kI8,
+                                  DType::kU8,  DType::kBool};
   for (DType d : all) {
     if (dtype_name(d) == name) return d;
   }
@@ -100,7 +111,7 @@ namespace {
 // F16C converts 8 halves per instruction; every x86-64 CPU of the last decade has it, the check
 // keeps the binary portable to the others.
 __attribute__((target("f16c,avx"))) void halves_to_floats_f16c(const std::byte* in, float* out,
-                                                                std::size_t n) {
+                                                               std::size_t n) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i));
@@ -155,9 +166,9 @@ void convert_to_f32(const TensorView& tensor, std::span<float> out) {
       }
       return;
     default:
-      throw WeightsError(WeightsError::Kind::kDtype,
-                         "cannot convert a " + std::string(dtype_name(tensor.dtype)) +
-                             " tensor to float32");
+      throw WeightsError(
+          WeightsError::Kind::kDtype,
+          "cannot convert a " + std::string(dtype_name(tensor.dtype)) + " tensor to float32");
   }
 }
 

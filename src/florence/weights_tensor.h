@@ -1,6 +1,6 @@
 // Tensors as the weight loaders hand them out: a dtype, a shape and a pointer into a memory-mapped
-// checkpoint file (or into a buffer the loader owns when a tensor had to be made, e.g. a transpose).
-// Also the typed error every loader throws, and exact fp16/bf16 -> fp32 conversion.
+// checkpoint file (or into a buffer the loader owns when a tensor had to be made, e.g. a
+// transpose). Also the typed error every loader throws, and exact fp16/bf16 -> fp32 conversion.
 #pragma once
 
 #include <cstddef>
@@ -43,7 +43,8 @@ class WeightsError : public std::runtime_error {
   enum class Kind {
     kIo,           // file missing or unreadable
     kFormat,       // not a valid safetensors / PyTorch zip / pickle / config file
-    kUnsupported,  // valid but uses something we refuse (compressed zip entry, foreign pickle global)
+    kUnsupported,  // valid but uses something we refuse (compressed zip entry, foreign pickle
+                   // global)
     kMissing,      // a tensor the model needs is absent
     kShape,        // a tensor has the wrong shape
     kDtype,        // a tensor has a dtype the model cannot use

@@ -1,5 +1,6 @@
 // The tensors of one checkpoint as its files name them, before any key-layout mapping: what the
-// safetensors and PyTorch-zip readers produce. Views point into `files`, which the set keeps mapped.
+// safetensors and PyTorch-zip readers produce. Views point into `files`, which the set keeps
+// mapped.
 #pragma once
 
 #include <filesystem>

@@ -11,7 +11,9 @@
 
 namespace celeriac::florence::testing {
 
-std::filesystem::path tiny_dir() { return std::filesystem::path(CELERIAC_TEST_DATA) / "florence-tiny"; }
+std::filesystem::path tiny_dir() {
+  return std::filesystem::path(CELERIAC_TEST_DATA) / "florence-tiny";
+}
 std::filesystem::path tiny(const std::string& folder) { return tiny_dir() / folder; }
 
 TempDir::TempDir() {

@@ -102,8 +102,9 @@ TensorSet read_torch_zip(const std::filesystem::path& path, const MapOptions& op
   const std::string where = path.string();
   if (file->size() >= 2 && static_cast<uint8_t>(file->data()[0]) == 0x80) {
     throw WeightsError(Kind::kUnsupported,
-                       where + ": legacy PyTorch format (torch < 1.6, not a zip archive); "
-                               "re-save it with a current torch or convert it to safetensors");
+                       where +
+                           ": legacy PyTorch format (torch < 1.6, not a zip archive); "
+                           "re-save it with a current torch or convert it to safetensors");
   }
   if (file->size() < 4 || rd(file->data(), 4) != 0x04034b50) {
     throw WeightsError(Kind::kFormat, where + ": not a PyTorch zip archive");
@@ -122,9 +123,9 @@ TensorSet read_torch_zip(const std::filesystem::path& path, const MapOptions& op
   auto member_bytes = [&](const std::string& name) -> std::span<const std::byte> {
     const auto& m = members.at(name);
     if (m.method != 0) {
-      throw WeightsError(Kind::kUnsupported,
-                         where + ": entry " + name + " is compressed (method " +
-                             std::to_string(m.method) + "); torch.save stores entries as is");
+      throw WeightsError(Kind::kUnsupported, where + ": entry " + name + " is compressed (method " +
+                                                 std::to_string(m.method) +
+                                                 "); torch.save stores entries as is");
     }
     return {file->data() + m.data_offset, m.size};
   };
@@ -135,8 +136,8 @@ TensorSet read_torch_zip(const std::filesystem::path& path, const MapOptions& op
     }
   }
 
-  const auto root = pickle::unpickle(member_bytes(prefix + "data.pkl"),
-                                     pickle::torch_storage_from_persistent_id);
+  const auto root =
+      pickle::unpickle(member_bytes(prefix + "data.pkl"), pickle::torch_storage_from_persistent_id);
   if (root->type != pickle::Value::Type::kDict) {
     throw WeightsError(Kind::kFormat, where + ": data.pkl does not hold a dict (a state_dict)");
   }

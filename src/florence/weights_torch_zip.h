@@ -19,7 +19,7 @@ namespace celeriac::florence {
 struct ZipMember {
   uint64_t data_offset = 0;  // where the member's bytes start in the file
   uint64_t size = 0;
-  uint16_t method = 0;       // 0 = stored
+  uint16_t method = 0;  // 0 = stored
 };
 
 // The members of a zip archive by name. Throws WeightsError(kFormat) for a damaged archive.

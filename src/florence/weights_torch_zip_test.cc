@@ -26,9 +26,9 @@ TEST(TorchZip, ReadsMicrosoftLayoutWithTiedNamesOnOneStorage) {
   const auto& shared = set.tensors.at("language_model.model.shared.weight");
   EXPECT_EQ(shared.dtype, DType::kF16);
   EXPECT_EQ(shared.shape, (std::vector<int64_t>{51289, 12}));
-  for (const char* tied : {"language_model.model.encoder.embed_tokens.weight",
-                           "language_model.model.decoder.embed_tokens.weight",
-                           "language_model.lm_head.weight"}) {
+  for (const char* tied :
+       {"language_model.model.encoder.embed_tokens.weight",
+        "language_model.model.decoder.embed_tokens.weight", "language_model.lm_head.weight"}) {
     EXPECT_EQ(set.tensors.at(tied).data, shared.data) << tied;  // one storage, zero copy
   }
   EXPECT_EQ(set.tensors.at("language_model.final_logits_bias").shape,
@@ -116,7 +116,10 @@ std::span<const std::byte> as_bytes(const std::string& s) {
 
 TEST(Unpickler, RefusesGlobalsOutsideTheStateDictVocabulary) {
   // pickle.dumps(os.system) with protocol 2, and a REDUCE of builtins.eval.
-  const std::string os_system("\x80\x02" "cos\nsystem\nq\x00.", 16);
+  const std::string os_system(
+      "\x80\x02"
+      "cos\nsystem\nq\x00.",
+      16);
   try {
     pickle::unpickle(as_bytes(os_system), pickle::torch_storage_from_persistent_id);
     FAIL();
@@ -124,7 +127,11 @@ TEST(Unpickler, RefusesGlobalsOutsideTheStateDictVocabulary) {
     EXPECT_EQ(e.kind(), WeightsError::Kind::kUnsupported);
     EXPECT_NE(std::string(e.what()).find("os.system"), std::string::npos) << e.what();
   }
-  const std::string eval("\x80\x02" "cbuiltins\neval\nX\x04\x00\x00\x00" "1+1\x85R.", 28);
+  const std::string eval(
+      "\x80\x02"
+      "cbuiltins\neval\nX\x04\x00\x00\x00"
+      "1+1\x85R.",
+      28);
   EXPECT_THROW(pickle::unpickle(as_bytes(eval), pickle::torch_storage_from_persistent_id),
                WeightsError);
 }
@@ -132,8 +139,11 @@ TEST(Unpickler, RefusesGlobalsOutsideTheStateDictVocabulary) {
 TEST(Unpickler, ReadsPlainValuesAndMemo) {
   // {'a': (1, -2, 300, 70000), 'b': [True, None, 'x'], 'c': <memo of 'a' value>}
   const std::string p(
-      "\x80\x02}q\x00(X\x01\x00\x00\x00" "aq\x01(K\x01J\xfe\xff\xff\xffM,\x01J\x70\x11\x01\x00tq\x02"
-      "X\x01\x00\x00\x00" "b]q\x03(\x88NX\x01\x00\x00\x00xeX\x01\x00\x00\x00" "ch\x02u.",
+      "\x80\x02}q\x00(X\x01\x00\x00\x00"
+      "aq\x01(K\x01J\xfe\xff\xff\xffM,\x01J\x70\x11\x01\x00tq\x02"
+      "X\x01\x00\x00\x00"
+      "b]q\x03(\x88NX\x01\x00\x00\x00xeX\x01\x00\x00\x00"
+      "ch\x02u.",
       62);
   const auto v = pickle::unpickle(as_bytes(p), pickle::torch_storage_from_persistent_id);
   ASSERT_EQ(v->type, pickle::Value::Type::kDict);
@@ -148,7 +158,10 @@ TEST(Unpickler, ReadsPlainValuesAndMemo) {
 }
 
 TEST(Unpickler, TruncatedPickleIsAFormatError) {
-  const std::string p("\x80\x02}q\x00(X\x10\x00\x00\x00" "abc", 14);
+  const std::string p(
+      "\x80\x02}q\x00(X\x10\x00\x00\x00"
+      "abc",
+      14);
   try {
     pickle::unpickle(as_bytes(p), pickle::torch_storage_from_persistent_id);
     FAIL();
