@@ -2,7 +2,7 @@
 // verified downloads into the shared Hugging Face cache. See hub.h for the layout and environment.
 #include "florence/hub.h"
 
-#include <curl/curl.h>
+#include "storage/curl_library.h"
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -88,9 +88,13 @@ std::string resolve_location(const std::string& base, const std::string& locatio
   return base.substr(0, base.rfind('/') + 1) + location;
 }
 
+// Loads libcurl on the first download (see storage/curl_library.h).
 void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  try {
+    storage::curl_library();
+  } catch (const storage::CurlUnavailable& e) {
+    throw HubError(HubError::Kind::kNetwork, e.what());
+  }
 }
 
 // ---- progress bar ---------------------------------------------------------------------------
@@ -166,7 +170,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   long status = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  storage::curl_library().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->sink && status >= 200 && status < 300) {
     return t->sink(data, size * n) ? size * n : 0;
   }
@@ -189,43 +193,44 @@ class Http {
                      std::function<bool(const char*, std::size_t)> sink = nullptr,
                      uint64_t range_start = 0, Progress* progress = nullptr) const {
     HttpResult result;
-    CURL* curl = curl_easy_init();
+    const auto& lib = storage::curl_library();  // loaded by the constructor
+    CURL* curl = lib.easy_init();
     if (!curl) throw HubError(Kind::kNetwork, "curl_easy_init failed");
     Transfer t{curl, &result, std::move(sink), progress, range_start};
     curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, "Accept-Encoding: identity");
+    headers = lib.slist_append(headers, "Accept-Encoding: identity");
     if (!options_.token.empty() && origin_of(url) == origin_of(options_.endpoint)) {
-      headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.token).c_str());
+      headers = lib.slist_append(headers, ("Authorization: Bearer " + options_.token).c_str());
     }
     char errbuf[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "celeriac/0.1; hf_hub-compatible");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+    lib.easy_setopt(curl, CURLOPT_URL, url.c_str());
+    lib.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    lib.easy_setopt(curl, CURLOPT_USERAGENT, "celeriac/0.1; hf_hub-compatible");
+    lib.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    lib.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    lib.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+    lib.easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    lib.easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+    lib.easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    lib.easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    lib.easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+    lib.easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    lib.easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     if (progress) {
-      curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-      curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+      lib.easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+      lib.easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+      lib.easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
     }
-    if (method == "HEAD") curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    if (method == "HEAD") lib.easy_setopt(curl, CURLOPT_NOBODY, 1L);
     const std::string range = std::to_string(range_start) + "-";
-    if (range_start > 0) curl_easy_setopt(curl, CURLOPT_RANGE, range.c_str());
-    result.curl = curl_easy_perform(curl);
+    if (range_start > 0) lib.easy_setopt(curl, CURLOPT_RANGE, range.c_str());
+    result.curl = lib.easy_perform(curl);
     if (result.curl != CURLE_OK) {
-      result.curl_error = errbuf[0] ? errbuf : curl_easy_strerror(result.curl);
+      result.curl_error = errbuf[0] ? errbuf : lib.easy_strerror(result.curl);
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
+    lib.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
+    lib.slist_free_all(headers);
+    lib.easy_cleanup(curl);
     return result;
   }
 

@@ -1,7 +1,6 @@
 # florence/ weights part: config.json, safetensors and PyTorch-zip readers (memory-mapped, zero
 # copy), the two key layouts, and the Hugging Face hub download/cache. Included from
 # src/florence/CMakeLists.txt; a separate library so the tokenizer/model code can evolve beside it.
-find_package(CURL REQUIRED)
 
 add_library(celeriac_florence_weights STATIC
   ${CMAKE_CURRENT_LIST_DIR}/config.cc
@@ -15,10 +14,9 @@ add_library(celeriac_florence_weights STATIC
   ${CMAKE_CURRENT_LIST_DIR}/hub.cc
 )
 target_include_directories(celeriac_florence_weights PUBLIC ${CMAKE_SOURCE_DIR}/src)
-target_include_directories(celeriac_florence_weights PRIVATE ${CURL_INCLUDE_DIRS})
 target_link_libraries(celeriac_florence_weights
   PUBLIC nlohmann_json::nlohmann_json
-  PRIVATE ${CURL_LIBRARIES} OpenSSL::Crypto spdlog::spdlog Threads::Threads)
+  PRIVATE celeriac_storage OpenSSL::Crypto spdlog::spdlog Threads::Threads)
 
 add_executable(celeriac_florence_weights_test
   ${CMAKE_CURRENT_LIST_DIR}/weights_test_util.cc
