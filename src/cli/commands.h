@@ -14,5 +14,7 @@ void add_queue_commands(CLI::App& app, int& exit_code);
 void add_weights_commands(CLI::App& app, int& exit_code);
 // preprocess (image_commands.cc)
 void add_image_commands(CLI::App& app, int& exit_code);
+// tokenize, prompt, postprocess (florence_text_commands.cc)
+void add_florence_text_commands(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli
