@@ -752,7 +752,8 @@ void load_vocab_merges(Tokenizer::Impl& impl, const fs::path& dir, const json& c
   }
   if (fs::exists(dir / "added_tokens.json")) {
     std::vector<std::pair<int32_t, std::string>> extra;
-    for (auto& [tok, id] : read_json(dir / "added_tokens.json").items()) {
+    const json added_json = read_json(dir / "added_tokens.json");  // outlives items()
+    for (auto& [tok, id] : added_json.items()) {
       extra.emplace_back(id.get<int32_t>(), tok);
     }
     std::sort(extra.begin(), extra.end());

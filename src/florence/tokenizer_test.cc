@@ -4,6 +4,7 @@
 #include "florence/tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -104,6 +105,48 @@ TEST(Tokenizer, RejectsInvalidUtf8AndMissingFiles) {
   EXPECT_THROW(tok.encode("\xe2\x82"), TokenizerInputError);
   EXPECT_THROW(Tokenizer::load(kData / "no-such-dir"), TokenizerLoadError);
   EXPECT_THROW(Tokenizer::load(kData), TokenizerLoadError);
+}
+
+}  // namespace
+}  // namespace celeriac::florence
+
+namespace celeriac::florence {
+namespace {
+
+// The slow-tokenizer layout save_pretrained writes: vocab.json + merges.txt + added_tokens.json.
+TEST(Tokenizer, AddedTokensJsonLayoutMatchesGoldens) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("celeriac-tok-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const char* f : {"vocab.json", "merges.txt", "tokenizer_config.json"}) {
+    fs::copy_file(kData / "tokenizer-files" / f, dir / f, fs::copy_options::overwrite_existing);
+  }
+  nlohmann::json added = nlohmann::json::object();
+  const auto& tokens = florence_added_tokens();
+  for (size_t i = 0; i < tokens.size(); ++i) added[tokens[i]] = 50265 + static_cast<int>(i);
+  std::ofstream(dir / "added_tokens.json") << added.dump();
+  std::ofstream(dir / "special_tokens_map.json")
+      << nlohmann::json({{"bos_token", "<s>"},
+                         {"eos_token", "</s>"},
+                         {"pad_token", "<pad>"},
+                         {"unk_token", "<unk>"},
+                         {"mask_token", "<mask>"},
+                         {"additional_special_tokens", tokens}})
+             .dump();
+  Tokenizer tok = Tokenizer::load(dir);
+  fs::remove_all(dir);
+  EXPECT_EQ(tok.vocab_size(), 51289u);
+  int checked = 0;
+  for (const auto& g : read_jsonl(kData / "tokenizer_goldens.jsonl")) {
+    if (!g.contains("text")) continue;
+    std::vector<int32_t> ids = g["ids"].get<std::vector<int32_t>>();
+    ASSERT_EQ(tok.encode(g["text"].get<std::string>(), false), ids) << g["text"].dump();
+    std::vector<int32_t> full = ids;
+    full.insert(full.begin(), 0);
+    full.push_back(2);
+    ASSERT_EQ(tok.decode(full, {true, true}), g["decode_skip"].get<std::string>());
+    if (++checked == 500) break;
+  }
 }
 
 }  // namespace
