@@ -4,23 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include "florence/text_test_util.h"
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace celeriac::florence {
 namespace {
 
-const std::filesystem::path kData = std::filesystem::path(CELERIAC_TEST_DATA) / "florence-text";
-
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::vector<nlohmann::json> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
-}
+const std::filesystem::path& kData = testing::kTextData;
+using testing::read_jsonl;
 
 TEST(Prompts, ConstructPromptMatchesReference) {
   auto goldens = read_jsonl(kData / "prompt_goldens.jsonl");

@@ -4,6 +4,8 @@
 #include "florence/tokenizer.h"
 
 #include <gtest/gtest.h>
+
+#include "florence/text_test_util.h"
 #include <unistd.h>
 
 #include <fstream>
@@ -12,17 +14,8 @@
 namespace celeriac::florence {
 namespace {
 
-const std::filesystem::path kData = std::filesystem::path(CELERIAC_TEST_DATA) / "florence-text";
-
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::vector<nlohmann::json> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
-}
+const std::filesystem::path& kData = testing::kTextData;
+using testing::read_jsonl;
 
 std::string show(const std::vector<int32_t>& ids) { return nlohmann::json(ids).dump(); }
 
