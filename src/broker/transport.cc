@@ -19,7 +19,10 @@ namespace {
 // step; messages that carry a tag but turn out malformed are dead-lettered by the worker.
 // The first list is the worker's staging list (filled by the blocking wait, see wait()): its
 // messages come from any queue, so their queue is read from their routing key.
-// KEYS: unacked, unacked_index, dead_letter, staging, list keys...   ARGV: max_count, worker
+// The worker's held set (celeriac.held.<node>) gets the tags too, so that a dead worker's
+// messages can be found and restored at once (see recover_worker).
+// KEYS: unacked, unacked_index, dead_letter, staging, list keys...
+// ARGV: max_count, worker, held set key (or '')
 // Returns a flat array: "D", queue, envelope | "X", queue, reason
 const redis::Script kReserveScript(R"lua(
 local t = redis.call('TIME')
@@ -34,7 +37,7 @@ local function field(msg, name)
   if not close or close == e + 1 then return nil end
   return sub(msg, e + 1, close - 1)
 end
-local out, hset, zadd = {}, {}, {}
+local out, hset, zadd, tags = {}, {}, {}, {}
 local taken = 0
 for i = 4, #KEYS do
   if taken >= max then break end
@@ -54,6 +57,7 @@ for i = 4, #KEYS do
       else
         hset[#hset + 1] = tag
         hset[#hset + 1] = '[' .. msg .. ',"","' .. queue .. '"]'
+        tags[#tags + 1] = tag
         zadd[#zadd + 1] = now
         zadd[#zadd + 1] = tag
         out[#out + 1] = 'D'; out[#out + 1] = queue; out[#out + 1] = msg
@@ -65,6 +69,7 @@ end
 if #hset > 0 then
   redis.call('HSET', KEYS[1], unpack(hset))
   redis.call('ZADD', KEYS[2], unpack(zadd))
+  if ARGV[3] ~= '' then redis.call('SADD', ARGV[3], unpack(tags)) end
 end
 return out
 )lua");
@@ -143,8 +148,8 @@ ReserveResult Transport::reserve(const std::vector<std::string>& keys, int max_c
   redis::Args script_keys{options_.unacked_key, options_.unacked_index_key,
                           options_.dead_letter_key, staging_key()};
   script_keys.insert(script_keys.end(), keys.begin(), keys.end());
-  redis::Reply reply =
-      kReserveScript.run(conn_, script_keys, {std::to_string(max_count), options_.worker_name});
+  redis::Reply reply = kReserveScript.run(
+      conn_, script_keys, {std::to_string(max_count), options_.worker_name, held_key()});
   reply.ok();
   ReserveResult result;
   for (size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
@@ -178,14 +183,29 @@ bool Transport::wait(const std::string& key, double timeout_s) {
   return !r.is_nil();
 }
 
-void Transport::ack(const std::vector<std::string>& tags) {
-  if (tags.empty()) return;
+std::string Transport::held_key() const {
+  return options_.worker_name.empty() ? "" : "celeriac.held." + options_.worker_name;
+}
+
+std::vector<redis::Args> Transport::ack_commands(const std::vector<std::string>& tags) const {
+  if (tags.empty()) return {};
   redis::Args zrem{"ZREM", options_.unacked_index_key};
   redis::Args hdel{"HDEL", options_.unacked_key};
   zrem.insert(zrem.end(), tags.begin(), tags.end());
   hdel.insert(hdel.end(), tags.begin(), tags.end());
-  auto replies = conn_.pipeline({{"MULTI"}, zrem, hdel, {"EXEC"}});
-  replies.back().ok();
+  std::vector<redis::Args> cmds{{"MULTI"}, std::move(zrem), std::move(hdel)};
+  if (!held_key().empty()) {
+    redis::Args srem{"SREM", held_key()};
+    srem.insert(srem.end(), tags.begin(), tags.end());
+    cmds.push_back(std::move(srem));
+  }
+  cmds.push_back({"EXEC"});
+  return cmds;
+}
+
+void Transport::ack(const std::vector<std::string>& tags) {
+  if (tags.empty()) return;
+  conn_.pipeline(ack_commands(tags)).back().ok();
 }
 
 void Transport::dead_letter(std::string_view queue, std::string_view envelope,
@@ -204,24 +224,26 @@ void Transport::dead_letter(std::string_view queue, std::string_view envelope,
   if (!tag.empty()) {
     cmds.push_back({"ZREM", options_.unacked_index_key, std::string(tag)});
     cmds.push_back({"HDEL", options_.unacked_key, std::string(tag)});
+    if (!held_key().empty()) cmds.push_back({"SREM", held_key(), std::string(tag)});
   }
   cmds.push_back({"EXEC"});
   conn_.pipeline(cmds).back().ok();
 }
 
-bool Transport::requeue(std::string_view tag, bool to_head) {
+bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key) {
+  const std::string& held = owner_held_key.empty() ? held_key() : owner_held_key;
   // WATCH/MULTI as kombu's restore_by_tag: if another restorer touches `unacked` meanwhile,
   // EXEC fails and we look again.
   for (int attempt = 0; attempt < 10; ++attempt) {
     conn_.command({"WATCH", options_.unacked_key}).ok();
-    redis::Reply held = conn_.command({"HGET", options_.unacked_key, tag});
-    if (held.is_nil()) {
+    redis::Reply entry_text = conn_.command({"HGET", options_.unacked_key, tag});
+    if (entry_text.is_nil()) {
       conn_.command({"UNWATCH"});
       return false;
     }
     nlohmann::json entry;
     try {
-      entry = nlohmann::json::parse(held.str);
+      entry = nlohmann::json::parse(entry_text.str);
     } catch (const std::exception&) {
       conn_.command({"UNWATCH"});
       conn_.pipeline({{"ZREM", options_.unacked_index_key, std::string(tag)},
@@ -251,6 +273,7 @@ bool Transport::requeue(std::string_view tag, bool to_head) {
     std::vector<redis::Args> cmds{{"MULTI"},
                                   {"ZREM", options_.unacked_index_key, std::string(tag)},
                                   {"HDEL", options_.unacked_key, std::string(tag)}};
+    if (!held.empty()) cmds.push_back({"SREM", held, std::string(tag)});
     std::string text = envelope.dump();
     for (const auto& q : queues) {
       cmds.push_back({to_head ? "LPUSH" : "RPUSH", priority_key(q, priority), text});
@@ -260,6 +283,39 @@ bool Transport::requeue(std::string_view tag, bool to_head) {
     if (!replies.back().is_nil()) return true;  // nil EXEC = the watched key changed
   }
   return false;
+}
+
+// Moves every message of a dead worker's staging list back to the queue its routing key
+// names (base priority list).
+const redis::Script kDrainStagingScript(R"lua(
+local moved = 0
+while true do
+  local msg = redis.call('RPOP', KEYS[1])
+  if not msg then break end
+  local _, e = string.find(msg, '"routing_key": "', 1, true)
+  if not e then _, e = string.find(msg, '"routing_key":"', 1, true) end
+  local queue = 'celery'
+  if e then
+    local close = string.find(msg, '"', e + 1, true)
+    if close and close > e + 1 then queue = string.sub(msg, e + 1, close - 1) end
+  end
+  redis.call('RPUSH', queue, msg)
+  moved = moved + 1
+end
+return moved
+)lua");
+
+int Transport::recover_worker(const std::string& node) {
+  std::string held = "celeriac.held." + node;
+  int restored = 0;
+  redis::Reply tags = conn_.command({"SMEMBERS", held});
+  tags.ok();
+  for (const auto& t : tags.elements) restored += requeue(t.str, false, held) ? 1 : 0;
+  redis::Reply staged =
+      kDrainStagingScript.run(conn_, {"celeriac.staging." + node}, {});
+  staged.ok();
+  conn_.command({"DEL", held}).ok();
+  return restored + static_cast<int>(staged.integer);
 }
 
 }  // namespace celeriac::broker

@@ -86,13 +86,22 @@ class Transport {
   bool blocking_wait() const { return blocking_wait_; }
   // Acknowledges: removes the tags from unacked/unacked_index (one round trip for all).
   void ack(const std::vector<std::string>& delivery_tags);
+  // The same as commands, for callers that pipeline the ack with other work.
+  std::vector<redis::Args> ack_commands(const std::vector<std::string>& delivery_tags) const;
   // Moves a delivered message to the dead-letter list with a reason and acks it, atomically.
   void dead_letter(std::string_view queue, std::string_view envelope, std::string_view tag,
                    std::string_view reason);
   // Puts an unacked message back on its queue (marked redelivered) and removes it from
   // unacked, as kombu's restore does. `to_head` = consumed last (reject with requeue).
   // Returns false when the tag is not held (already acked or restored by someone else).
-  bool requeue(std::string_view delivery_tag, bool to_head = false);
+  bool requeue(std::string_view delivery_tag, bool to_head = false,
+               const std::string& owner_held_key = "");
+  // Restores everything a dead worker held: its recorded tags (celeriac.held.<node>) go back to
+  // their queues as kombu restores them, and its staging list is emptied into its queues.
+  // Returns how many messages went back. Callers make sure `node` is dead (no liveness key).
+  int recover_worker(const std::string& node);
+  // celeriac.held.<worker name>: tags this worker holds ("" without a worker name).
+  std::string held_key() const;
 
  private:
   redis::Connection conn_;

@@ -117,6 +117,8 @@ std::string resolve_hostname(const std::string& pattern) {
 // ---------------------------------------------------------------------------------------------
 // Worker internals, as free functions over State so each thread's loop reads top to bottom.
 
+void mark_alive(Worker::State& s, broker::Transport& t);
+
 namespace {
 
 void emit_received(Worker::State& s, const Request& r) {
@@ -192,6 +194,7 @@ void consumer_loop(Worker::State& s) {
   uint64_t queues_version = ~0ull;
   int idle_ms = 0;
   size_t wait_rotation = 0;
+  bool recovered_own = false;
 
   while (!s.stopping) {
     try {
@@ -208,6 +211,19 @@ void consumer_loop(Worker::State& s) {
         transport.emplace(redis::Url::parse(s.options.broker_url), topts);
         redeclare = true;
         backoff.reset();
+        if (!recovered_own) {
+          // A previous process with this node name died holding messages: they go back to
+          // their queues before we take new ones (its staging list we adopt by reserving).
+          std::string held = transport->held_key();
+          int n = 0;
+          for (const auto& t : transport->connection().command({"SMEMBERS", held}).elements) {
+            n += transport->requeue(t.str) ? 1 : 0;
+          }
+          if (n > 0) spdlog::warn("event=recovered-own node={} count={}", s.hostname, n);
+          recovered_own = true;
+          // Alive before the first reservation, so no peer takes us for our dead predecessor.
+          mark_alive(s, *transport);
+        }
       }
       if (redeclare) {
         for (const auto& q : queues) transport->declare_queue(q);
@@ -545,15 +561,7 @@ class Writer {
       cmds.clear();
       for (const Outcome* o : chord_members) finish_chord_member(*o, events);
     }
-    if (!tags.empty()) {
-      redis::Args zrem{"ZREM", "unacked_index"}, hdel{"HDEL", "unacked"};
-      zrem.insert(zrem.end(), tags.begin(), tags.end());
-      hdel.insert(hdel.end(), tags.begin(), tags.end());
-      cmds.push_back({"MULTI"});
-      cmds.push_back(std::move(zrem));
-      cmds.push_back(std::move(hdel));
-      cmds.push_back({"EXEC"});
-    }
+    for (auto& c : transport_->ack_commands(tags)) cmds.push_back(std::move(c));
     if (!events.empty()) {
       Json body = events.size() == 1 ? events[0] : Json(events);
       std::string rk = events.size() == 1 ? event_routing_key(events[0]["type"]) : "task.multi";
@@ -833,6 +841,36 @@ bool addressed_to(const Json& body, const std::string& hostname) {
 
 }  // namespace
 
+// Liveness for prompt recovery: every celeriac worker is listed in celeriac.workers and keeps
+// celeriac.alive.<node> fresh with each heartbeat. A listed node whose key expired died
+// without cleaning up; any live worker then restores what it held (recover_worker), so a
+// killed worker's tasks come back within seconds, not after kombu's one-hour visibility timeout.
+const std::string kWorkersKey = "celeriac.workers";
+const std::string kAlivePrefix = "celeriac.alive.";
+
+void mark_alive(Worker::State& s, broker::Transport& t) {
+  long ttl_ms = static_cast<long>(s.options.heartbeat_interval_s * 3000);
+  t.connection().pipeline({{"SET", kAlivePrefix + s.hostname, "1", "PX", std::to_string(ttl_ms)},
+                           {"SADD", kWorkersKey, s.hostname}});
+}
+
+void recover_dead_workers(Worker::State& s, broker::Transport& t) {
+  redis::Reply nodes = t.connection().command({"SMEMBERS", kWorkersKey});
+  for (const auto& n : nodes.elements) {
+    const std::string& node = n.str;
+    if (node == s.hostname) continue;
+    if (t.connection().command({"EXISTS", kAlivePrefix + node}).integer) continue;
+    // One recoverer per dead node: the lock expires by itself if we die too.
+    redis::Reply lock = t.connection().command(
+        {"SET", "celeriac.recovering." + node, s.hostname, "NX", "PX", "60000"});
+    if (lock.is_nil()) continue;
+    int restored = t.recover_worker(node);
+    t.connection().command({"SREM", kWorkersKey, node});
+    spdlog::warn("event=recovered-dead-worker node={} restored={} by={}", node, restored,
+                 s.hostname);
+  }
+}
+
 // Defined outside the anonymous namespace: control.cc needs the worker for shutdown.
 void control_loop(Worker::State& s, Worker& worker) {
   Backoff backoff;
@@ -842,6 +880,7 @@ void control_loop(Worker::State& s, Worker& worker) {
   std::string channel = broker::fanout_channel(url.db, "celery.pidbox", "");
   bool online_sent = false;
   auto next_heartbeat = Clock::now();
+  auto next_sweep = Clock::now();
   while (!s.stopping) {
     try {
       broker::Transport t(url);
@@ -861,6 +900,11 @@ void control_loop(Worker::State& s, Worker& worker) {
         auto now = Clock::now();
         if (now >= next_heartbeat) {
           publish_worker_event(s, t, "worker-heartbeat");
+          mark_alive(s, t);
+          if (now >= next_sweep) {
+            recover_dead_workers(s, t);
+            next_sweep = now + std::chrono::seconds(5);
+          }
           next_heartbeat = now + std::chrono::milliseconds(
                                      static_cast<long>(s.options.heartbeat_interval_s * 1000));
         }
@@ -901,6 +945,8 @@ void control_loop(Worker::State& s, Worker& worker) {
       // Leaving: worker-offline and the pidbox binding removal, as Celery's worker does.
       publish_worker_event(s, t, "worker-offline");
       t.connection().command({"SREM", "_kombu.binding.celery.pidbox", binding_member});
+      t.connection().command({"DEL", kAlivePrefix + s.hostname});
+      t.connection().command({"SREM", kWorkersKey, s.hostname});
     } catch (const redis::ConnectionError& e) {
       spdlog::error("event=control-unreachable error=\"{}\"", e.what());
       backoff.wait(s.stopping);

@@ -116,6 +116,17 @@ def wait_for_node(app, node, timeout=15.0, proc=None):
                          f"{proc.output() if proc else ''}")
 
 
+def inspect_node(app, node, method, timeout=10.0, **kwargs):
+    """One inspect() call's answer for `node`, retried until it comes (a busy machine can miss
+    the 1 s reply window once)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        replies = getattr(app.control.inspect(destination=[node], timeout=1.0), method)(**kwargs)
+        if replies and node in replies:
+            return replies[node]
+    raise AssertionError(f"{node} did not answer inspect().{method}()")
+
+
 @pytest.fixture
 def celery_app(broker):
     app = Celery("interop-client", broker=broker.url(0), backend=broker.url(1))

@@ -57,14 +57,18 @@ def test_flower_sees_workers_and_tasks(workers, broker, flower, celery_app):
     assert wait_until(lambda: api(flower, "/api/workers?status=true").get(w.node),
                       what="worker online in flower")
     # Flower's inspector learns about a worker from a refresh (its inspect calls).
-    info = wait_until(lambda: api(flower, "/api/workers?refresh=1").get(w.node),
-                      what="worker in flower's inspector")
+    def inspected():
+        info = api(flower, "/api/workers?refresh=1").get(w.node) or {}
+        complete = all(k in info for k in ("stats", "registered", "active_queues"))
+        return info if complete else None
+    info = wait_until(inspected, what="worker in flower's inspector")
     assert info["stats"]["pool"]["max-concurrency"] == 2
     assert "tasks.add" in info["registered"]
     assert [q["name"] for q in info["active_queues"]] == ["celery"]
     # Flower turns task events on by itself (enable_events every few seconds); wait for it.
-    wait_until(lambda: celery_app.control.inspect(destination=[w.node], timeout=1)
-               .conf()[w.node]["worker_send_task_events"], what="task events enabled")
+    wait_until(lambda: ((celery_app.control.inspect(destination=[w.node], timeout=1).conf() or {})
+                        .get(w.node, {}).get("worker_send_task_events")),
+               what="task events enabled")
     ok = run_cli("call", "tasks.sleep", "0.2", "--wait", broker=broker)
     bad = run_cli("call", "tests.fail", "boom", "--wait", broker=broker)
     assert ok.returncode == 0 and bad.returncode == 1
@@ -86,7 +90,8 @@ def test_flower_controls_take_effect(workers, broker, flower, celery_app):
     w = workers.celeriac("fw2", "-c", "2")
     wait_until(lambda: api(flower, "/api/workers?refresh=1").get(w.node), what="known to flower")
     api(flower, f"/api/worker/pool/grow/{w.node}?n=2", "POST")
-    stats = celery_app.control.inspect(destination=[w.node], timeout=1).stats()[w.node]
+    stats = wait_until(lambda: (celery_app.control.inspect(destination=[w.node], timeout=1)
+                                .stats() or {}).get(w.node), what="stats")
     assert stats["pool"]["max-concurrency"] == 4
     r = celery_app.signature("tasks.add").apply_async((1, 1), countdown=2)
     time.sleep(0.3)

@@ -3,6 +3,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from conftest import inspect_node
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
@@ -13,9 +15,9 @@ def test_inspect_and_add_with_latest_celery(workers, celery_app):
     assert w.node in active
     assert active[w.node] == []
     assert celery_app.signature("tasks.add").delay(4, 6).wait(timeout=10) == 10
-    registered = celery_app.control.inspect(timeout=1.0).registered()[w.node]
+    registered = inspect_node(celery_app, w.node, "registered")
     assert "tasks.add" in registered
-    stats = celery_app.control.inspect(timeout=1.0).stats()[w.node]
+    stats = inspect_node(celery_app, w.node, "stats")
     assert stats["pool"]["max-concurrency"] == 2
     assert stats["total"]["tasks.add"] == 1
     assert celery_app.control.ping(destination=[w.node], timeout=1.0) == [{w.node: {"ok": "pong"}}]

@@ -3,6 +3,8 @@ exits 0, and the tasks it had prefetched go back to the queue for another worker
 import signal
 import time
 
+from conftest import inspect_node
+
 
 def test_sigterm_finishes_running_task_and_requeues_prefetched(workers, celery_app, broker):
     w = workers.celeriac("sd1", "-c", "1", "--prefetch-multiplier", "4")
@@ -14,7 +16,7 @@ def test_sigterm_finishes_running_task_and_requeues_prefetched(workers, celery_a
         active = (celery_app.control.inspect(destination=[w.node], timeout=0.5).active() or {})
         if active.get(w.node):
             break
-    scheduled = celery_app.control.inspect(destination=[w.node], timeout=1).scheduled()[w.node]
+    scheduled = inspect_node(celery_app, w.node, "scheduled")
     assert len(scheduled) == 3  # held by this worker
     w.proc.send_signal(signal.SIGTERM)
     w.proc.wait(15)
