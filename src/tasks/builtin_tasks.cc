@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -60,9 +61,9 @@ Json sleep_task(TaskContext& ctx) {
   auto until = std::chrono::steady_clock::now() +
                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                    std::chrono::duration<double>(seconds.get<double>()));
-  // Sleep in slices so revoke(terminate=True) ends the task promptly.
+  // Sleep in slices so revoke(terminate=True) and the soft time limit end the task promptly.
   while (std::chrono::steady_clock::now() < until) {
-    if (ctx.cancelled()) throw TaskError("Terminated", "task was terminated", "celery.exceptions");
+    ctx.check_cancelled();
     auto left = until - std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
         left, std::chrono::milliseconds(20)));
@@ -97,6 +98,44 @@ Json flaky(TaskContext& ctx) {
   return ctx.retries();
 }
 
+// Never returns: the process dies with SIGABRT (a task crashing in native code).
+Json abort_task(TaskContext&) { std::abort(); }
+
+// Burns CPU for `seconds` without ever looking at ctx.cancelled(): only a process pool can
+// stop it early.
+Json spin(TaskContext& ctx) {
+  const Json& seconds = ctx.arg(0, "seconds");
+  if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds.get<double>()));
+  volatile uint64_t sink = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < 10000; ++i) sink = sink + i;
+  }
+  return seconds;
+}
+
+// Waits up to `seconds` for a cancellation and reports which one it saw: how a task catches
+// its soft time limit and finishes cleanly (SUCCESS), as a Python task catching
+// SoftTimeLimitExceeded does.
+Json cancellable(TaskContext& ctx) {
+  const Json& seconds = ctx.arg(0, "seconds");
+  if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds.get<double>()));
+  while (std::chrono::steady_clock::now() < until) {
+    switch (ctx.cancel_reason()) {
+      case worker::CancelReason::SoftTimeLimit: return "soft time limit";
+      case worker::CancelReason::Revoked: return "revoked";
+      case worker::CancelReason::None: break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return "not cancelled";
+}
+
 Json mark(TaskContext& ctx) {
   const Json& dir = ctx.arg(0, "dir");
   if (!dir.is_string()) throw TaskError("TypeError", "dir must be a string");
@@ -122,6 +161,12 @@ void register_test_tasks(worker::TaskRegistry& registry) {
   registry.add("tests.fail", fail);
   registry.add("tests.flaky", flaky, {.max_retries = 3, .default_retry_delay_s = 1});
   registry.add("tests.mark", mark);
+  registry.add("tests.abort", abort_task);
+  registry.add("tests.spin", spin);
+  registry.add("tests.cancellable", cancellable);
+  // Default time limits in the task's own options: soft 0.5 s, hard 2 s.
+  registry.add("tests.limited", cancellable,
+               {.time_limit_s = 2.0, .soft_time_limit_s = 0.5});
 }
 
 }  // namespace celeriac::tasks

@@ -1,6 +1,7 @@
 // Remote control ("pidbox") commands, answered as a Celery worker answers them
 // (celery-on-redis.md §8.5), so app.control.inspect() and Flower work unchanged.
 #include <spdlog/spdlog.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 
 #include "celery/codec.h"
 #include "redis/url.h"
+#include "worker/time_limits.h"
 #include "worker/worker_state.h"
 
 namespace celeriac::worker {
@@ -96,7 +98,12 @@ Json stats(Worker::State& s) {
   Json total = Json::object();
   for (const auto& [name, n] : s.total_by_task) total[name] = n;
   Json pids = Json::array();
-  for (int i = 0; i < s.pool_size; ++i) pids.push_back(static_cast<int>(::getpid()));
+  bool processes = s.options.pool == PoolKind::Processes;
+  if (processes) {
+    for (pid_t pid : s.pool.child_pids) pids.push_back(static_cast<int>(pid));
+  } else {
+    for (int i = 0; i < s.pool_size; ++i) pids.push_back(static_cast<int>(::getpid()));
+  }
   return {{"total", total},
           {"pid", static_cast<int>(::getpid())},
           {"clock", std::to_string(s.clock.value())},
@@ -107,7 +114,7 @@ Json stats(Worker::State& s) {
             {"max-tasks-per-child", "N/A"},
             {"put-guarded-by-semaphore", false},
             {"timeouts", Json::array({0, 0})},
-            {"implementation", "celeriac:threads"}}},
+            {"implementation", processes ? "celeriac:processes" : "celeriac:threads"}}},
           {"broker",
            {{"hostname", url.unix_socket.empty() ? url.host : url.unix_socket},
             {"userid", url.username.empty() ? Json() : Json(url.username)},
@@ -144,7 +151,9 @@ Json request_info(const Request& r, bool safe, const std::string& hostname) {
             {"routing_key", m.routing_key},
             {"priority", m.priority},
             {"redelivered", m.redelivered}}},
-          {"worker_pid", r.started_at ? Json(static_cast<int>(::getpid())) : Json()}};
+          {"worker_pid", !r.started_at           ? Json()
+                         : r.exec.child_pid > 0 ? Json(static_cast<int>(r.exec.child_pid))
+                                                : Json(static_cast<int>(::getpid()))}};
 }
 
 Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
@@ -244,6 +253,8 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     if (ids.is_string()) ids = Json::array({ids});
     if (!ids.is_array()) return error("revoke needs task_id");
     bool terminate = method == "terminate" || bool_arg(args, "terminate");
+    int signum = signal_number(string_arg(args, "signal"));
+    if (signum == 0) signum = SIGTERM;  // Celery would raise on an unknown name; be lenient
     std::vector<std::string> list;
     std::vector<std::string> terminated;
     {
@@ -253,8 +264,8 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
         list.push_back(id.get<std::string>());
         s.add_revoked_locked(list.back());
         if (terminate) {
-          if (auto it = s.active.find(list.back()); it != s.active.end()) {
-            it->second->cancelled = true;
+          if (auto it = s.active.find(list.back());
+              it != s.active.end() && terminate_locked(s, it->second, signum)) {
             terminated.push_back(list.back());
           }
         }
