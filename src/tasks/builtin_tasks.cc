@@ -2,12 +2,16 @@
 #include "tasks/builtin_tasks.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "celery/codec.h"
@@ -136,6 +140,36 @@ Json cancellable(TaskContext& ctx) {
   return "not cancelled";
 }
 
+// Maps a file read-only, touches every page and keeps the mapping for the life of the
+// process, as a worker keeps its memory-mapped model weights. bench/pool uses it to see whether
+// pool children share the pages (they do: the page cache backs every mapping of the file).
+Json map_file(TaskContext& ctx) {
+  const Json& path = ctx.arg(0, "path");
+  if (!path.is_string()) throw TaskError("TypeError", "path must be a string");
+  static std::mutex mutex;
+  static std::map<std::string, std::pair<const unsigned char*, size_t>> mapped;
+  std::unique_lock lock(mutex);
+  auto& [data, size] = mapped[path.get<std::string>()];
+  if (!data) {
+    int fd = ::open(path.get<std::string>().c_str(), O_RDONLY);
+    if (fd < 0) throw TaskError("FileNotFoundError", "cannot open " + path.get<std::string>());
+    struct stat st {};
+    ::fstat(fd, &st);
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw TaskError("OSError", "cannot map " + path.get<std::string>());
+    data = static_cast<const unsigned char*>(p);
+    size = static_cast<size_t>(st.st_size);
+  }
+  lock.unlock();  // the entry stays: mappings are never removed
+  uint64_t sum = 0;
+  for (size_t i = 0; i < size; i += 4096) sum += data[i];
+  if (const Json* hold = ctx.optional_arg(1, "hold_s"); hold && hold->is_number()) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(hold->get<double>()));
+  }
+  return sum;
+}
+
 Json mark(TaskContext& ctx) {
   const Json& dir = ctx.arg(0, "dir");
   if (!dir.is_string()) throw TaskError("TypeError", "dir must be a string");
@@ -162,6 +196,7 @@ void register_test_tasks(worker::TaskRegistry& registry) {
   registry.add("tests.flaky", flaky, {.max_retries = 3, .default_retry_delay_s = 1});
   registry.add("tests.mark", mark);
   registry.add("tests.abort", abort_task);
+  registry.add("tests.map_file", map_file);
   registry.add("tests.spin", spin);
   registry.add("tests.cancellable", cancellable);
   // Default time limits in the task's own options: soft 0.5 s, hard 2 s.
