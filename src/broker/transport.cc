@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <unordered_set>
+
+#include "celery/message.h"
 
 namespace celeriac::broker {
 namespace {
@@ -208,8 +211,8 @@ void Transport::ack(const std::vector<std::string>& tags) {
   conn_.pipeline(ack_commands(tags)).back().ok();
 }
 
-void Transport::dead_letter(std::string_view queue, std::string_view envelope,
-                            std::string_view tag, std::string_view reason) {
+redis::Args Transport::dead_letter_command(std::string_view queue, std::string_view envelope,
+                                          std::string_view reason) const {
   nlohmann::json entry = {
       {"reason", reason},
       {"queue", queue},
@@ -218,9 +221,13 @@ void Transport::dead_letter(std::string_view queue, std::string_view envelope,
                    std::chrono::system_clock::now().time_since_epoch())
                    .count()},
       {"worker", options_.worker_name}};
-  std::vector<redis::Args> cmds{{"MULTI"},
-                                {"LPUSH", options_.dead_letter_key,
-                                 entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}};
+  return {"LPUSH", options_.dead_letter_key,
+          entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+void Transport::dead_letter(std::string_view queue, std::string_view envelope,
+                            std::string_view tag, std::string_view reason) {
+  std::vector<redis::Args> cmds{{"MULTI"}, dead_letter_command(queue, envelope, reason)};
   if (!tag.empty()) {
     cmds.push_back({"ZREM", options_.unacked_index_key, std::string(tag)});
     cmds.push_back({"HDEL", options_.unacked_key, std::string(tag)});
@@ -230,7 +237,12 @@ void Transport::dead_letter(std::string_view queue, std::string_view envelope,
   conn_.pipeline(cmds).back().ok();
 }
 
-bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key) {
+std::string Transport::running_key(std::string_view node) {
+  return "celeriac.running." + std::string(node);
+}
+
+bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key,
+                        bool died_running) {
   const std::string& held = owner_held_key.empty() ? held_key() : owner_held_key;
   // WATCH/MULTI as kombu's restore_by_tag: if another restorer touches `unacked` meanwhile,
   // EXEC fails and we look again.
@@ -256,6 +268,10 @@ bool Transport::requeue(std::string_view tag, bool to_head, const std::string& o
         entry.size() > 2 && entry[2].is_string() ? entry[2].get<std::string>() : "";
     envelope["headers"]["redelivered"] = true;
     envelope["properties"]["delivery_info"]["redelivered"] = true;
+    if (died_running) {
+      auto& count = envelope["properties"][celery::kDeliveriesProperty];
+      count = (count.is_number_integer() ? count.get<int>() : 0) + 1;
+    }
     int priority = envelope["properties"].value("priority", 0);
     std::vector<std::string> queues;
     if (exchange.empty()) {
@@ -307,14 +323,27 @@ return moved
 
 int Transport::recover_worker(const std::string& node) {
   std::string held = "celeriac.held." + node;
+  std::string running = running_key(node);
+  std::unordered_set<std::string> started;
+  for (const auto& field : conn_.command({"HVALS", running}).elements) {
+    std::string_view tags = field.str;
+    while (!tags.empty()) {
+      auto space = tags.find(' ');
+      if (space != 0) started.emplace(tags.substr(0, space));
+      if (space == std::string_view::npos) break;
+      tags.remove_prefix(space + 1);
+    }
+  }
   int restored = 0;
   redis::Reply tags = conn_.command({"SMEMBERS", held});
   tags.ok();
-  for (const auto& t : tags.elements) restored += requeue(t.str, false, held) ? 1 : 0;
+  for (const auto& t : tags.elements) {
+    restored += requeue(t.str, false, held, started.count(t.str) > 0) ? 1 : 0;
+  }
   redis::Reply staged =
       kDrainStagingScript.run(conn_, {"celeriac.staging." + node}, {});
   staged.ok();
-  conn_.command({"DEL", held}).ok();
+  conn_.pipeline({{"DEL", held}, {"DEL", running}}).back().ok();
   return restored + static_cast<int>(staged.integer);
 }
 

@@ -66,6 +66,8 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   w->add_flag("-E,--task-events", opts->task_events, "Send task events");
   w->add_flag("--test-tasks", *test_tasks, "Also register the tests.* tasks");
   w->add_option("--dead-letter", opts->dead_letter_key, "List for unprocessable messages");
+  w->add_option("--max-deliveries", opts->max_deliveries,
+                "Dead-letter a message after its worker died running it this often (0 = never)");
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <thread>
 
@@ -97,9 +98,14 @@ Json flaky(TaskContext& ctx) {
   return ctx.retries();
 }
 
+// Leaves one file per execution in `dir` (so tests can count executions, duplicates included),
+// after working `ms` milliseconds.
 Json mark(TaskContext& ctx) {
   const Json& dir = ctx.arg(0, "dir");
   if (!dir.is_string()) throw TaskError("TypeError", "dir must be a string");
+  if (const Json* ms = ctx.optional_arg(1, "ms"); ms && ms->is_number()) {
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms->get<double>()));
+  }
   std::string path = dir.get<std::string>() + "/" + ctx.id() + "." + celery::uuid4();
   int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
   if (fd < 0) throw TaskError("OSError", "cannot create " + path);
@@ -108,6 +114,9 @@ Json mark(TaskContext& ctx) {
   ::close(fd);
   return ctx.hostname();
 }
+
+// Kills the whole process, as a crashing native library would: for poison-message tests.
+Json abort_task(TaskContext&) { std::abort(); }
 
 }  // namespace
 
@@ -122,6 +131,7 @@ void register_test_tasks(worker::TaskRegistry& registry) {
   registry.add("tests.fail", fail);
   registry.add("tests.flaky", flaky, {.max_retries = 3, .default_retry_delay_s = 1});
   registry.add("tests.mark", mark);
+  registry.add("tests.abort", abort_task);
 }
 
 }  // namespace celeriac::tasks

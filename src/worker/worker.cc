@@ -184,6 +184,24 @@ bool move_due_scheduled_locked(Worker::State& s, double now) {
   return moved;
 }
 
+// A message whose worker died running it max_deliveries times: it fails with Celery's
+// WorkerLostError (what a Python client knows for "the worker process died") and is filed in
+// the dead-letter list when acked, so it never loops.
+Outcome poison_outcome(Worker::State& s, RequestPtr r, std::string envelope) {
+  const auto& m = r->message;
+  std::string reason = fmt::format(
+      "delivered {} times without completing: the worker running it died each time",
+      m.deliveries);
+  spdlog::error("task={} id={} event=poison-message queue={} deliveries={} reason=\"{}\"", m.task,
+                m.id, r->queue, m.deliveries, reason);
+  Outcome o{.request = r, .kind = Outcome::Kind::Failure};
+  o.error = {"WorkerLostError", "billiard.exceptions", Json::array({"Task " + reason})};
+  o.traceback = short_traceback(*r, o.error, s.hostname);
+  o.dead_letter_reason = std::move(reason);
+  o.envelope = std::move(envelope);
+  return o;
+}
+
 void consumer_loop(Worker::State& s) {
   broker::TransportOptions topts;
   topts.dead_letter_key = s.options.dead_letter_key;
@@ -213,12 +231,8 @@ void consumer_loop(Worker::State& s) {
         backoff.reset();
         if (!recovered_own) {
           // A previous process with this node name died holding messages: they go back to
-          // their queues before we take new ones (its staging list we adopt by reserving).
-          std::string held = transport->held_key();
-          int n = 0;
-          for (const auto& t : transport->connection().command({"SMEMBERS", held}).elements) {
-            n += transport->requeue(t.str) ? 1 : 0;
-          }
+          // their queues (those it was running counted as a delivery) before we take new ones.
+          int n = transport->recover_worker(s.hostname);
           if (n > 0) spdlog::warn("event=recovered-own node={} count={}", s.hostname, n);
           recovered_own = true;
           // Alive before the first reservation, so no peer takes us for our dead predecessor.
@@ -248,6 +262,7 @@ void consumer_loop(Worker::State& s) {
         }
         got = static_cast<int>(result.deliveries.size());
         std::vector<RequestPtr> accepted;
+        std::vector<Outcome> poison;
         accepted.reserve(result.deliveries.size());
         for (auto& d : result.deliveries) {
           auto r = std::make_shared<Request>();
@@ -265,9 +280,21 @@ void consumer_loop(Worker::State& s) {
           r->queue = d.queue;
           r->task = s.registry.find(r->message.task);
           r->received_at = celery::unix_now();
+          if (s.options.max_deliveries > 0 && r->message.deliveries >= s.options.max_deliveries) {
+            poison.push_back(poison_outcome(s, std::move(r), std::move(d.envelope)));
+            continue;
+          }
           spdlog::debug("task={} id={} event=received queue={}", r->message.task, r->message.id,
                         d.queue);
           accepted.push_back(std::move(r));
+        }
+        if (!poison.empty()) {
+          std::lock_guard lock(s.mutex);
+          for (auto& o : poison) {
+            s.held++;
+            finish_locked(s, std::move(o));
+          }
+          poison.clear();
         }
         if (!accepted.empty()) {
           {
@@ -398,9 +425,46 @@ Outcome run_request(Worker::State& s, const RequestPtr& r) {
   return outcome;
 }
 
-void executor_loop(Worker::State& s) {
+// Records in celeriac.running.<node> which messages this executor is about to run, and waits
+// for Redis to confirm: if the process dies while running them, its restorer raises exactly
+// their delivery counts (a poison message is caught, innocent prefetched ones are not). One
+// round trip per batch; without Redis the tasks still run (a crash then is not counted).
+class RunningMarker {
+ public:
+  RunningMarker(Worker::State& s, int executor_id)
+      : s_(s), key_(broker::Transport::running_key(s.hostname)), field_(std::to_string(executor_id)) {}
+
+  void mark(const std::vector<RequestPtr>& batch) {
+    std::string tags;
+    for (const auto& r : batch) {
+      if (r->message.delivery_tag.empty()) continue;
+      if (!tags.empty()) tags += ' ';
+      tags += r->message.delivery_tag;
+    }
+    if (tags.empty()) return;
+    auto now = Clock::now();
+    if (!conn_ && now < retry_at_) return;
+    try {
+      if (!conn_) conn_.emplace(redis::Url::parse(s_.options.broker_url));
+      conn_->command({"HSET", key_, field_, tags}).ok();
+    } catch (const std::exception& e) {
+      spdlog::warn("event=running-mark-failed error=\"{}\"", e.what());
+      conn_.reset();
+      retry_at_ = now + std::chrono::seconds(1);
+    }
+  }
+
+ private:
+  Worker::State& s_;
+  std::string key_, field_;
+  std::optional<redis::Connection> conn_;
+  Clock::time_point retry_at_{};
+};
+
+void executor_loop(Worker::State& s, int executor_id) {
   std::vector<Outcome> finished;  // handed over together with taking the next requests
   std::vector<RequestPtr> batch;
+  RunningMarker marker(s, executor_id);
   while (true) {
     batch.clear();
     {
@@ -429,6 +493,7 @@ void executor_loop(Worker::State& s) {
         batch.push_back(next);
       }
     }
+    marker.mark(batch);
     for (const auto& r : batch) finished.push_back(run_request(s, r));
   }
 }
@@ -451,6 +516,7 @@ celery::TaskMessage retry_message(const celery::TaskMessage& m, double countdown
   next.exchange.clear();
   next.origin = origin;
   next.redelivered = false;
+  next.deliveries = 0;  // a retry is a new message; its own deliveries count afresh
   return next;
 }
 
@@ -560,6 +626,11 @@ class Writer {
       run_pipeline(cmds);
       cmds.clear();
       for (const Outcome* o : chord_members) finish_chord_member(*o, events);
+    }
+    for (const Outcome& o : batch) {
+      if (o.dead_letter_reason.empty()) continue;
+      cmds.push_back(transport_->dead_letter_command(o.request->queue, o.envelope,
+                                                     o.dead_letter_reason));
     }
     for (auto& c : transport_->ack_commands(tags)) cmds.push_back(std::move(c));
     if (!events.empty()) {
@@ -964,8 +1035,8 @@ void grow_pool(Worker::State& s, int n) {
   s.pool_size += n;
   for (int i = 0; i < n; ++i) {
     s.running_executors++;
-    s.threads.emplace_back([&s] {
-      executor_loop(s);
+    s.threads.emplace_back([&s, id = s.next_executor_id++] {
+      executor_loop(s, id);
       std::lock_guard lock(s.mutex);
       s.running_executors--;
       s.writer_cv.notify_all();
