@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--probe", type=Path, required=True)
     ap.add_argument("--pytorch", type=Path, required=True)
     ap.add_argument("--celeriac", type=Path)
+    ap.add_argument("--bf16", type=Path, help="celeriac_bench_florence_bf16's JSON")
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -134,6 +135,20 @@ def main() -> None:
             print(f"{name}: vision {rate:.1f} GFLOP/s = {share[name] * 100:.0f}% of the GEMM peak; "
                   f"decode step {per_tok * 1e3:.1f} ms = {per_tok / bound_s:.2f}x the bound")
 
+    bf16 = json.loads(args.bf16.read_text()) if args.bf16 and args.bf16.exists() else None
+    if bf16:
+        r = bf16["own_bf16_ms"] / bf16["own_fp32_ms"]
+        print(f"decode-step products alone ({bf16['threads']} threads): oneDNN fp32 "
+              f"{bf16['dnnl_fp32_ms']:.1f} ms, plain loop fp32 {bf16['own_fp32_ms']:.1f} ms, "
+              f"bf16-stored {bf16['own_bf16_ms']:.1f} ms ({r:.2f}x the fp32 time; bounds "
+              f"{w_bytes / bw / 1e6:.1f} / {w_bytes / 2 / bw / 1e6:.1f} ms)")
+        if cc:
+            # What bf16 storage would give end to end if only the decode steps' weight reads
+            # shrank by the ratio just measured: an estimate, not a measurement.
+            est = cc["best"]["total_s"] - cc["best"]["decode_s"] * (1 - r)
+            print(f"  estimate: celeriac with bf16-stored decode weights {est:.2f} s total = "
+                  f"{py['best']['total_s'] / est:.2f}x PyTorch fp32")
+
     flags = cpu_flags()
     has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
     goals = []
@@ -171,7 +186,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "probe": probe, "pytorch": py, "celeriac": cc, "table": table,
+            "probe": probe, "pytorch": py, "celeriac": cc, "bf16": bf16, "table": table,
             "vision_gflop": gflop, "decode_weight_bytes": w_bytes, "decode_cross_kv_bytes": kv_bytes,
             "decode_bound_s": bound_s, "vision_share_of_peak": share,
             "goals": [{"goal": g, "met": ok, "value": v} for g, ok, v in goals],

@@ -35,7 +35,7 @@ if [ ! -f "$model/model.safetensors" ]; then
 fi
 
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=celeriac_bench_florence_probe
+targets='celeriac_bench_florence_probe celeriac_bench_florence_bf16'
 # The engine side is configured only once florence/model.cc and generate.cc build (CMakeLists.txt).
 if ninja -C build-bench -t targets all | grep -q '^celeriac_bench_florence:'; then
   targets="$targets celeriac_bench_florence"
@@ -49,6 +49,7 @@ common=(--model "$model" --image "$image" --task "$task" --new-tokens "$new_toke
         --threads "$threads" --runs "$runs")
 echo "bench/florence: probe, then PyTorch, then celeriac on cores $cores ($threads threads)" >&2
 taskset -c "$cores" "$bin"/celeriac_bench_florence_probe >"$out"/florence-probe.json
+taskset -c "$cores" "$bin"/celeriac_bench_florence_bf16 --threads "$threads" >"$out"/florence-bf16.json
 warm
 OMP_NUM_THREADS=$threads TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1 \
   taskset -c "$cores" .venv-ml/bin/python bench/florence/reference.py "${common[@]}" \
@@ -61,5 +62,5 @@ if [ -x "$bin"/celeriac_bench_florence ]; then
   celeriac=(--celeriac "$out"/florence-celeriac.json)
 fi
 exec python3 bench/florence/compare.py --probe "$out"/florence-probe.json \
-  --pytorch "$out"/florence-pytorch.json "${celeriac[@]}" --config "$model"/config.json \
-  --json "$out"/florence.json
+  --pytorch "$out"/florence-pytorch.json "${celeriac[@]}" --bf16 "$out"/florence-bf16.json \
+  --config "$model"/config.json --json "$out"/florence.json
