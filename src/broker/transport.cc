@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <unordered_set>
 
+#include "celery/codec.h"
 #include "celery/message.h"
 
 namespace celeriac::broker {
@@ -243,7 +244,9 @@ std::string Transport::running_key(std::string_view node) {
 
 bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key,
                         bool died_running) {
-  const std::string& held = owner_held_key.empty() ? held_key() : owner_held_key;
+  // "-": the message is nobody's we know of (a Python worker's); no held set to update.
+  const std::string held =
+      owner_held_key == "-" ? "" : owner_held_key.empty() ? held_key() : owner_held_key;
   // WATCH/MULTI as kombu's restore_by_tag: if another restorer touches `unacked` meanwhile,
   // EXEC fails and we look again.
   for (int attempt = 0; attempt < 10; ++attempt) {
@@ -345,6 +348,41 @@ int Transport::recover_worker(const std::string& node) {
   staged.ok();
   conn_.pipeline({{"DEL", held}, {"DEL", running}}).back().ok();
   return restored + static_cast<int>(staged.integer);
+}
+
+// Deletes kombu's restore mutex only if we still own it (compare-and-delete in one step).
+const redis::Script kReleaseMutexScript(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua");
+
+int Transport::restore_visible(double visibility_timeout_s,
+                               const std::unordered_set<std::string>& keep, int limit) {
+  // The same mutex (name, SET NX EX 300) as kombu's, so Python and celeriac restorers never
+  // restore the same message twice.
+  const std::string mutex = "unacked_mutex";
+  std::string token = celery::uuid4();
+  if (conn_.command({"SET", mutex, token, "NX", "EX", "300"}).is_nil()) return 0;
+  int restored = 0;
+  try {
+    char ceiling[64];
+    std::snprintf(ceiling, sizeof ceiling, "%.6f",
+                  std::chrono::duration<double>(
+                      std::chrono::system_clock::now().time_since_epoch()).count() -
+                      visibility_timeout_s);
+    redis::Reply stale = conn_.command({"ZRANGE", options_.unacked_index_key, "-inf", ceiling,
+                                        "BYSCORE", "LIMIT", "0", std::to_string(limit)});
+    stale.ok();
+    for (const auto& tag : stale.elements) {
+      if (keep.count(tag.str)) continue;
+      restored += requeue(tag.str, false, "-") ? 1 : 0;
+    }
+  } catch (...) {
+    kReleaseMutexScript.run(conn_, {mutex}, {token});
+    throw;
+  }
+  kReleaseMutexScript.run(conn_, {mutex}, {token});
+  return restored;
 }
 
 }  // namespace celeriac::broker

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "redis/connection.h"
@@ -108,6 +109,13 @@ class Transport {
   // Returns how many messages went back. Callers make sure `node` is dead (no liveness key),
   // or that `node` is this process's own name at start, before anything is reserved.
   int recover_worker(const std::string& node);
+  // kombu's visibility-timeout restore (QoS.restore_visible), for workers that leave no
+  // liveness key (Python workers): under kombu's `unacked_mutex`, every message unacked for
+  // longer than `visibility_timeout_s` goes back to its queue, except the tags in `keep` (held
+  // by live celeriac workers, which may legitimately run that long). At most `limit` per call.
+  // Returns how many went back; 0 when another restorer holds the mutex.
+  int restore_visible(double visibility_timeout_s, const std::unordered_set<std::string>& keep,
+                      int limit = 1000);
   // celeriac.held.<worker name>: tags this worker holds ("" without a worker name).
   std::string held_key() const;
   // celeriac.running.<worker name>: a hash, one field per executor, holding the tags it is

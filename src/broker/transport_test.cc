@@ -195,3 +195,23 @@ TEST_F(TransportTest, RecoveringADeadWorkerCountsOnlyTheMessagesItWasRunning) {
     EXPECT_EQ(m.deliveries, m.delivery_tag == tag ? 2 : 0);
   }
 }
+
+TEST_F(TransportTest, RestoreVisibleSparesLiveHoldersAndHonoursKombusMutex) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  std::string mine = message("celery"), orphan = message("celery");
+  t.publish("celery", 0, mine);
+  t.publish("celery", 0, orphan);
+  ASSERT_EQ(t.reserve(broker::consume_order({"celery"}), 10).deliveries.size(), 2u);
+  auto& c = t.connection();
+  // Held by another restorer (a Python worker in restore_visible): nothing happens.
+  c.command({"SET", "unacked_mutex", "someone", "EX", "300"}).ok();
+  EXPECT_EQ(t.restore_visible(0, {}), 0);
+  c.command({"DEL", "unacked_mutex"}).ok();
+  // Not yet past the visibility timeout: nothing happens either.
+  EXPECT_EQ(t.restore_visible(3600, {}), 0);
+  EXPECT_EQ(t.restore_visible(0, {celery::envelope_delivery_tag(mine)}), 1);
+  EXPECT_EQ(c.command({"LLEN", "celery"}).integer, 1);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 1);
+  EXPECT_TRUE(c.command({"HEXISTS", "unacked", celery::envelope_delivery_tag(mine)}).integer);
+  EXPECT_EQ(c.command({"EXISTS", "unacked_mutex"}).integer, 0);
+}

@@ -68,6 +68,8 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   w->add_option("--dead-letter", opts->dead_letter_key, "List for unprocessable messages");
   w->add_option("--max-deliveries", opts->max_deliveries,
                 "Dead-letter a message after its worker died running it this often (0 = never)");
+  w->add_option("--visibility-timeout", opts->visibility_timeout_s,
+                "Seconds after which messages held by a non-celeriac worker are restored");
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);

@@ -927,10 +927,13 @@ void mark_alive(Worker::State& s, broker::Transport& t) {
 
 void recover_dead_workers(Worker::State& s, broker::Transport& t) {
   redis::Reply nodes = t.connection().command({"SMEMBERS", kWorkersKey});
+  std::vector<std::string> live;
   for (const auto& n : nodes.elements) {
     const std::string& node = n.str;
-    if (node == s.hostname) continue;
-    if (t.connection().command({"EXISTS", kAlivePrefix + node}).integer) continue;
+    if (node == s.hostname || t.connection().command({"EXISTS", kAlivePrefix + node}).integer) {
+      live.push_back(node);
+      continue;
+    }
     // One recoverer per dead node: the lock expires by itself if we die too.
     redis::Reply lock = t.connection().command(
         {"SET", "celeriac.recovering." + node, s.hostname, "NX", "PX", "60000"});
@@ -939,6 +942,17 @@ void recover_dead_workers(Worker::State& s, broker::Transport& t) {
     t.connection().command({"SREM", kWorkersKey, node});
     spdlog::warn("event=recovered-dead-worker node={} restored={} by={}", node, restored,
                  s.hostname);
+  }
+  // Messages of workers without liveness keys (Python's) come back after the visibility
+  // timeout, as kombu restores them; what live celeriac workers hold is never touched.
+  redis::Args sunion{"SUNION"};
+  for (const auto& node : live) sunion.push_back("celeriac.held." + node);
+  std::unordered_set<std::string> keep;
+  for (const auto& tag : t.connection().command(sunion).elements) keep.insert(tag.str);
+  int restored = t.restore_visible(s.options.visibility_timeout_s, keep);
+  if (restored > 0) {
+    spdlog::warn("event=restored-visible count={} visibility_timeout_s={}", restored,
+                 s.options.visibility_timeout_s);
   }
 }
 
