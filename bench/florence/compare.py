@@ -126,13 +126,24 @@ def main() -> None:
             fr = f"{ratio * 100:7.0f}% "
         print(f"{label:24} {fa} {fb} {fr}")
 
+    print(f"\n{'CPU time, all threads':24} {'pytorch':>10} {'celeriac':>10}")
+    for label, key in (("vision encoder (s)", "vision_cpu_s"), ("text encoder (s)", "encoder_cpu_s"),
+                       ("decode (s)", "decode_cpu_s"), ("total (s)", "total_cpu_s")):
+        a, b = get(py, key, "best"), get(cc, key, "best")
+        fa = f"{a:10.2f}" if a is not None else f"{'-':>10}"
+        fb = f"{b:10.2f}" if b is not None else f"{'-':>10}"
+        print(f"{label:24} {fa} {fb}")
+    print()
+
     share = {}
     for name, side in (("pytorch", py), ("celeriac", cc)):
         if side:
             rate = gflop / side["best"]["vision_s"]
             share[name] = rate / peak
             per_tok = side["best"]["decode_per_token_s"]
-            print(f"{name}: vision {rate:.1f} GFLOP/s = {share[name] * 100:.0f}% of the GEMM peak; "
+            cpu = side["best"].get("vision_cpu_s")
+            per_core = f" ({gflop / cpu:.1f} GFLOP/s per busy core)" if cpu else ""
+            print(f"{name}: vision {rate:.1f} GFLOP/s{per_core} = {share[name] * 100:.0f}% of the GEMM peak; "
                   f"decode step {per_tok * 1e3:.1f} ms = {per_tok / bound_s:.2f}x the bound")
 
     bf16 = json.loads(args.bf16.read_text()) if args.bf16 and args.bf16.exists() else None

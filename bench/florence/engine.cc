@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -44,6 +45,14 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Process CPU time, all threads: on a machine shared with other jobs the wall time also measures
+// the scheduler.
+double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 long vm_kib(const char* field) {
@@ -143,22 +152,22 @@ int main(int argc, char** argv) {
 
   auto one_run = [&]() {
     Run r;
-    const double a = now_s();
+    const double a = now_s(), a_cpu = cpu_s();
     image::DecodedImage decoded = image::decode_image(bytes);
     image::PreprocessedImage pre = image::preprocess(decoded, model.preprocess_options());
     r.prompt_ids = model.tokenizer()->encode(florence::construct_prompt(args.task));
-    const double b = now_s();
+    const double b = now_s(), b_cpu = cpu_s();
     nn::Tensor pixels = nn::Tensor::view(pre.chw.data(), {1, 3, pre.height, pre.width});
     nn::Tensor features = model.vision().tower(pixels);
-    const double c = now_s();
+    const double c = now_s(), c_cpu = cpu_s();
     nn::Tensor visual = model.vision().project(features);
-    const double d = now_s();
+    const double d = now_s(), d_cpu = cpu_s();
     florence::EncodedBatch encoded = model.encode_visual(visual, {r.prompt_ids});
-    const double e = now_s();
+    const double e = now_s(), e_cpu = cpu_s();
     auto session = model.start(encoded, config.num_beams);
     TimedSession timed(*session);
     florence::GenerationResult out = florence::generate(timed, config);
-    const double f = now_s();
+    const double f = now_s(), f_cpu = cpu_s();
     r.token_ids = out.sequences.at(0);
     std::vector<double> steps = timed.steps();
     const size_t n = steps.size();
@@ -180,6 +189,10 @@ int main(int argc, char** argv) {
         {"decoder_median_step_s", rest.empty() ? 0.0 : rest[(rest.size() - 1) / 2]},
         {"generate_s", f - b},
         {"total_s", f - a},
+        {"vision_cpu_s", c_cpu - b_cpu},
+        {"encoder_cpu_s", e_cpu - d_cpu},
+        {"decode_cpu_s", f_cpu - e_cpu},
+        {"total_cpu_s", f_cpu - a_cpu},
     };
     return r;
   };

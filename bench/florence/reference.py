@@ -49,16 +49,22 @@ class StageTimer:
         self.calls = {}
         self.end = {}
         self.each = {}
+        self.cpu = {}  # process CPU time (all threads): robust to other load on the machine
+        self.end_cpu = {}
         self._start = {}
+        self._start_cpu = {}
 
     def attach(self, module, name):
         def pre(_mod, _inp):
             self._start[name] = time.perf_counter()
+            self._start_cpu[name] = time.process_time()
 
         def post(_mod, _inp, _out):
             now = time.perf_counter()
             self.total[name] = self.total.get(name, 0.0) + now - self._start[name]
             self.each.setdefault(name, []).append(now - self._start[name])
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - self._start_cpu[name]
+            self.end_cpu[name] = time.process_time()
             self.calls[name] = self.calls.get(name, 0) + 1
             self.end[name] = now
 
@@ -111,14 +117,14 @@ def main() -> None:
 
     def one_run():
         timer.reset()
-        a = time.perf_counter()
+        a, a_cpu = time.perf_counter(), time.process_time()
         img = Image.open(io.BytesIO(image_bytes)).convert("RGB")
         inputs = processor(text=args.task, images=img, return_tensors="pt")
         b = time.perf_counter()
         with torch.inference_mode():
             gen = model.generate(**inputs, num_beams=args.beams, do_sample=False,
                                  max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
-        c = time.perf_counter()
+        c, c_cpu = time.perf_counter(), time.process_time()
         decode = c - timer.end["encoder"]
         steps = timer.calls.get("decoder", 0)
         return {
@@ -140,6 +146,10 @@ def main() -> None:
             if steps > 1 else 0.0,
             "generate_s": c - b,
             "total_s": c - a,
+            "vision_cpu_s": timer.cpu["vision"],
+            "encoder_cpu_s": timer.cpu["encoder"],
+            "decode_cpu_s": c_cpu - timer.end_cpu["encoder"],
+            "total_cpu_s": c_cpu - a_cpu,
             "prompt_ids": [int(x) for x in inputs["input_ids"][0] if int(x) != 51289],
             "token_ids": [int(x) for x in gen[0]],
         }
