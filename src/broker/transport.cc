@@ -112,7 +112,7 @@ std::string fanout_channel(int db, std::string_view exchange, std::string_view r
 }
 
 Transport::Transport(redis::Url url, TransportOptions options)
-    : conn_(std::move(url)), options_(std::move(options)) {}
+    : conn_(std::move(url), options.connect), options_(std::move(options)) {}
 
 void Transport::declare_queue(std::string_view queue) {
   std::string member = std::string(queue) + std::string(kSep) + std::string(kSep) + std::string(queue);

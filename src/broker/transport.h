@@ -34,6 +34,7 @@ struct TransportOptions {
   std::string unacked_index_key = "unacked_index";
   std::string dead_letter_key = "celeriac.deadletter";
   std::string worker_name;  // recorded in dead-letter entries
+  redis::ConnectOptions connect;
 };
 
 // A message taken from a queue and recorded as unacked.

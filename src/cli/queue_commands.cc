@@ -92,7 +92,7 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
         if (sig == 0) return;
         if (sig == SIGQUIT || ++count > 1) {
           spdlog::warn("event=cold-shutdown signal={}", sig);
-          std::_Exit(1);
+          wk.abort_now(1);
         }
         spdlog::info("event=warm-shutdown signal={}", sig);
         wk.stop();

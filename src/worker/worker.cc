@@ -1092,6 +1092,26 @@ void Worker::stop() {
   s.writer_cv.notify_all();
 }
 
+void Worker::abort_now(int exit_code) {
+  auto& s = *state_;
+  s.stopping = true;
+  try {
+    broker::TransportOptions topts;
+    topts.worker_name = s.hostname;
+    topts.connect = {.connect_timeout = std::chrono::milliseconds(1000),
+                     .command_timeout = std::chrono::milliseconds(1000)};
+    broker::Transport t(redis::Url::parse(s.options.broker_url), topts);
+    int restored = t.recover_worker(s.hostname);
+    publish_worker_event(s, t, "worker-offline");
+    t.connection().pipeline({{"DEL", kAlivePrefix + s.hostname}, {"SREM", kWorkersKey, s.hostname}});
+    spdlog::warn("event=cold-shutdown node={} requeued={}", s.hostname, restored);
+  } catch (const std::exception& e) {
+    spdlog::error("event=cold-shutdown node={} requeue-failed error=\"{}\"", s.hostname, e.what());
+  }
+  spdlog::shutdown();
+  std::_Exit(exit_code);
+}
+
 int Worker::run() {
   auto& s = *state_;
   s.started_at = celery::unix_now();
