@@ -49,7 +49,7 @@ common=(--model "$model" --image "$image" --task "$task" --new-tokens "$new_toke
         --threads "$threads" --runs "$runs")
 echo "bench/florence: probe, then PyTorch, then celeriac on cores $cores ($threads threads)" >&2
 taskset -c "$cores" "$bin"/celeriac_bench_florence_probe >"$out"/florence-probe.json
-taskset -c "$cores" "$bin"/celeriac_bench_florence_bf16 --threads "$threads" >"$out"/florence-bf16.json
+taskset -c "$cores" "$bin"/celeriac_bench_florence_bf16 >"$out"/florence-bf16.json
 warm
 OMP_NUM_THREADS=$threads TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1 \
   taskset -c "$cores" .venv-ml/bin/python bench/florence/reference.py "${common[@]}" \
