@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: run test deps venv build unit interop clean
+.PHONY: run test deps venv build unit interop chaos clean
 
 run: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -29,6 +29,10 @@ unit: build
 
 interop: build venv
 	.venv/bin/python -m pytest tests/interop -q
+
+# Issue 3's chaos test at full size (5,000 tasks, 10 worker SIGKILLs, one redis-server kill).
+chaos: build venv
+	CELERIAC_BIN=$(BUILD)/celeriac .venv/bin/python tests/chaos/chaos.py
 
 clean:
 	rm -rf $(BUILD)

@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <unordered_set>
+
+#include "celery/codec.h"
+#include "celery/message.h"
 
 namespace celeriac::broker {
 namespace {
@@ -108,7 +112,7 @@ std::string fanout_channel(int db, std::string_view exchange, std::string_view r
 }
 
 Transport::Transport(redis::Url url, TransportOptions options)
-    : conn_(std::move(url)), options_(std::move(options)) {}
+    : conn_(std::move(url), options.connect), options_(std::move(options)) {}
 
 void Transport::declare_queue(std::string_view queue) {
   std::string member = std::string(queue) + std::string(kSep) + std::string(kSep) + std::string(queue);
@@ -208,8 +212,8 @@ void Transport::ack(const std::vector<std::string>& tags) {
   conn_.pipeline(ack_commands(tags)).back().ok();
 }
 
-void Transport::dead_letter(std::string_view queue, std::string_view envelope,
-                            std::string_view tag, std::string_view reason) {
+redis::Args Transport::dead_letter_command(std::string_view queue, std::string_view envelope,
+                                          std::string_view reason) const {
   nlohmann::json entry = {
       {"reason", reason},
       {"queue", queue},
@@ -218,9 +222,13 @@ void Transport::dead_letter(std::string_view queue, std::string_view envelope,
                    std::chrono::system_clock::now().time_since_epoch())
                    .count()},
       {"worker", options_.worker_name}};
-  std::vector<redis::Args> cmds{{"MULTI"},
-                                {"LPUSH", options_.dead_letter_key,
-                                 entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}};
+  return {"LPUSH", options_.dead_letter_key,
+          entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+void Transport::dead_letter(std::string_view queue, std::string_view envelope,
+                            std::string_view tag, std::string_view reason) {
+  std::vector<redis::Args> cmds{{"MULTI"}, dead_letter_command(queue, envelope, reason)};
   if (!tag.empty()) {
     cmds.push_back({"ZREM", options_.unacked_index_key, std::string(tag)});
     cmds.push_back({"HDEL", options_.unacked_key, std::string(tag)});
@@ -230,8 +238,15 @@ void Transport::dead_letter(std::string_view queue, std::string_view envelope,
   conn_.pipeline(cmds).back().ok();
 }
 
-bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key) {
-  const std::string& held = owner_held_key.empty() ? held_key() : owner_held_key;
+std::string Transport::running_key(std::string_view node) {
+  return "celeriac.running." + std::string(node);
+}
+
+bool Transport::requeue(std::string_view tag, bool to_head, const std::string& owner_held_key,
+                        bool died_running) {
+  // "-": the message is nobody's we know of (a Python worker's); no held set to update.
+  const std::string held =
+      owner_held_key == "-" ? "" : owner_held_key.empty() ? held_key() : owner_held_key;
   // WATCH/MULTI as kombu's restore_by_tag: if another restorer touches `unacked` meanwhile,
   // EXEC fails and we look again.
   for (int attempt = 0; attempt < 10; ++attempt) {
@@ -256,6 +271,10 @@ bool Transport::requeue(std::string_view tag, bool to_head, const std::string& o
         entry.size() > 2 && entry[2].is_string() ? entry[2].get<std::string>() : "";
     envelope["headers"]["redelivered"] = true;
     envelope["properties"]["delivery_info"]["redelivered"] = true;
+    if (died_running) {
+      auto& count = envelope["properties"][celery::kDeliveriesProperty];
+      count = (count.is_number_integer() ? count.get<int>() : 0) + 1;
+    }
     int priority = envelope["properties"].value("priority", 0);
     std::vector<std::string> queues;
     if (exchange.empty()) {
@@ -307,15 +326,63 @@ return moved
 
 int Transport::recover_worker(const std::string& node) {
   std::string held = "celeriac.held." + node;
+  std::string running = running_key(node);
+  std::unordered_set<std::string> started;
+  for (const auto& field : conn_.command({"HVALS", running}).elements) {
+    std::string_view tags = field.str;
+    while (!tags.empty()) {
+      auto space = tags.find(' ');
+      if (space != 0) started.emplace(tags.substr(0, space));
+      if (space == std::string_view::npos) break;
+      tags.remove_prefix(space + 1);
+    }
+  }
   int restored = 0;
   redis::Reply tags = conn_.command({"SMEMBERS", held});
   tags.ok();
-  for (const auto& t : tags.elements) restored += requeue(t.str, false, held) ? 1 : 0;
+  for (const auto& t : tags.elements) {
+    restored += requeue(t.str, false, held, started.count(t.str) > 0) ? 1 : 0;
+  }
   redis::Reply staged =
       kDrainStagingScript.run(conn_, {"celeriac.staging." + node}, {});
   staged.ok();
-  conn_.command({"DEL", held}).ok();
+  conn_.pipeline({{"DEL", held}, {"DEL", running}}).back().ok();
   return restored + static_cast<int>(staged.integer);
+}
+
+// Deletes kombu's restore mutex only if we still own it (compare-and-delete in one step).
+const redis::Script kReleaseMutexScript(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua");
+
+int Transport::restore_visible(double visibility_timeout_s,
+                               const std::unordered_set<std::string>& keep, int limit) {
+  // The same mutex (name, SET NX EX 300) as kombu's, so Python and celeriac restorers never
+  // restore the same message twice.
+  const std::string mutex = "unacked_mutex";
+  std::string token = celery::uuid4();
+  if (conn_.command({"SET", mutex, token, "NX", "EX", "300"}).is_nil()) return 0;
+  int restored = 0;
+  try {
+    char ceiling[64];
+    std::snprintf(ceiling, sizeof ceiling, "%.6f",
+                  std::chrono::duration<double>(
+                      std::chrono::system_clock::now().time_since_epoch()).count() -
+                      visibility_timeout_s);
+    redis::Reply stale = conn_.command({"ZRANGE", options_.unacked_index_key, "-inf", ceiling,
+                                        "BYSCORE", "LIMIT", "0", std::to_string(limit)});
+    stale.ok();
+    for (const auto& tag : stale.elements) {
+      if (keep.count(tag.str)) continue;
+      restored += requeue(tag.str, false, "-") ? 1 : 0;
+    }
+  } catch (...) {
+    kReleaseMutexScript.run(conn_, {mutex}, {token});
+    throw;
+  }
+  kReleaseMutexScript.run(conn_, {mutex}, {token});
+  return restored;
 }
 
 }  // namespace celeriac::broker

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "redis/connection.h"
@@ -33,6 +34,7 @@ struct TransportOptions {
   std::string unacked_index_key = "unacked_index";
   std::string dead_letter_key = "celeriac.deadletter";
   std::string worker_name;  // recorded in dead-letter entries
+  redis::ConnectOptions connect;
 };
 
 // A message taken from a queue and recorded as unacked.
@@ -91,17 +93,36 @@ class Transport {
   // Moves a delivered message to the dead-letter list with a reason and acks it, atomically.
   void dead_letter(std::string_view queue, std::string_view envelope, std::string_view tag,
                    std::string_view reason);
+  // The LPUSH that files a message in the dead-letter list, for callers that pipeline it with
+  // its result and ack. Entries are JSON {reason, queue, message, time, worker}.
+  redis::Args dead_letter_command(std::string_view queue, std::string_view envelope,
+                                  std::string_view reason) const;
   // Puts an unacked message back on its queue (marked redelivered) and removes it from
   // unacked, as kombu's restore does. `to_head` = consumed last (reject with requeue).
+  // `died_running`: the message was running when its worker died, so its delivery count
+  // (properties.celeriac_deliveries) goes up by one; poison messages are found by that count.
   // Returns false when the tag is not held (already acked or restored by someone else).
   bool requeue(std::string_view delivery_tag, bool to_head = false,
-               const std::string& owner_held_key = "");
+               const std::string& owner_held_key = "", bool died_running = false);
   // Restores everything a dead worker held: its recorded tags (celeriac.held.<node>) go back to
-  // their queues as kombu restores them, and its staging list is emptied into its queues.
-  // Returns how many messages went back. Callers make sure `node` is dead (no liveness key).
+  // their queues as kombu restores them (those it had started, per celeriac.running.<node>,
+  // with their delivery count raised), and its staging list is emptied into its queues.
+  // Returns how many messages went back. Callers make sure `node` is dead (no liveness key),
+  // or that `node` is this process's own name at start, before anything is reserved.
   int recover_worker(const std::string& node);
+  // kombu's visibility-timeout restore (QoS.restore_visible), for workers that leave no
+  // liveness key (Python workers): under kombu's `unacked_mutex`, every message unacked for
+  // longer than `visibility_timeout_s` goes back to its queue, except the tags in `keep` (held
+  // by live celeriac workers, which may legitimately run that long). At most `limit` per call.
+  // Returns how many went back; 0 when another restorer holds the mutex.
+  int restore_visible(double visibility_timeout_s, const std::unordered_set<std::string>& keep,
+                      int limit = 1000);
   // celeriac.held.<worker name>: tags this worker holds ("" without a worker name).
   std::string held_key() const;
+  // celeriac.running.<worker name>: a hash, one field per executor, holding the tags it is
+  // running (space-separated). Written before a task starts, so that after a crash the
+  // restorer knows which held messages were running and which were only prefetched.
+  static std::string running_key(std::string_view node);
 
  private:
   redis::Connection conn_;

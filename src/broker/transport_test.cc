@@ -155,3 +155,63 @@ TEST_F(TransportTest, BlockingWaitWakesOnPushAndReserveAdoptsTheStagedMessage) {
   EXPECT_EQ(c.command({"LLEN", "celeriac.staging.w@stage"}).integer, 0);
   EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 1);
 }
+
+TEST_F(TransportTest, RecoveringADeadWorkerCountsOnlyTheMessagesItWasRunning) {
+  broker::TransportOptions opts;
+  opts.worker_name = "w1@test";
+  broker::Transport t(redis::Url::parse(server->url()), opts);
+  std::string running = message("celery"), prefetched = message("celery");
+  t.publish("celery", 0, running);
+  t.publish("celery", 0, prefetched);
+  ASSERT_EQ(t.reserve(broker::consume_order({"celery"}), 10).deliveries.size(), 2u);
+  auto& c = t.connection();
+  c.command({"HSET", broker::Transport::running_key("w1@test"), "0",
+             celery::envelope_delivery_tag(running)}).ok();
+
+  broker::Transport restorer(redis::Url::parse(server->url()));
+  EXPECT_EQ(restorer.recover_worker("w1@test"), 2);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 0);
+  EXPECT_EQ(c.command({"EXISTS", broker::Transport::running_key("w1@test")}).integer, 0);
+  auto back = t.reserve(broker::consume_order({"celery"}), 10).deliveries;
+  ASSERT_EQ(back.size(), 2u);
+  int counted = 0;
+  for (const auto& d : back) {
+    auto m = celery::decode_task_message(d.envelope);
+    EXPECT_TRUE(m.redelivered);
+    if (m.delivery_tag == celery::envelope_delivery_tag(running)) {
+      EXPECT_EQ(m.deliveries, 1);
+      ++counted;
+    } else {
+      EXPECT_EQ(m.deliveries, 0);
+    }
+  }
+  EXPECT_EQ(counted, 1);
+  // The count survives the next crash and goes up again.
+  std::string tag = celery::envelope_delivery_tag(running);
+  c.command({"HSET", broker::Transport::running_key("w1@test"), "3", "x " + tag}).ok();
+  EXPECT_EQ(restorer.recover_worker("w1@test"), 2);
+  for (const auto& d : t.reserve(broker::consume_order({"celery"}), 10).deliveries) {
+    auto m = celery::decode_task_message(d.envelope);
+    EXPECT_EQ(m.deliveries, m.delivery_tag == tag ? 2 : 0);
+  }
+}
+
+TEST_F(TransportTest, RestoreVisibleSparesLiveHoldersAndHonoursKombusMutex) {
+  broker::Transport t(redis::Url::parse(server->url()));
+  std::string mine = message("celery"), orphan = message("celery");
+  t.publish("celery", 0, mine);
+  t.publish("celery", 0, orphan);
+  ASSERT_EQ(t.reserve(broker::consume_order({"celery"}), 10).deliveries.size(), 2u);
+  auto& c = t.connection();
+  // Held by another restorer (a Python worker in restore_visible): nothing happens.
+  c.command({"SET", "unacked_mutex", "someone", "EX", "300"}).ok();
+  EXPECT_EQ(t.restore_visible(0, {}), 0);
+  c.command({"DEL", "unacked_mutex"}).ok();
+  // Not yet past the visibility timeout: nothing happens either.
+  EXPECT_EQ(t.restore_visible(3600, {}), 0);
+  EXPECT_EQ(t.restore_visible(0, {celery::envelope_delivery_tag(mine)}), 1);
+  EXPECT_EQ(c.command({"LLEN", "celery"}).integer, 1);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 1);
+  EXPECT_TRUE(c.command({"HEXISTS", "unacked", celery::envelope_delivery_tag(mine)}).integer);
+  EXPECT_EQ(c.command({"EXISTS", "unacked_mutex"}).integer, 0);
+}

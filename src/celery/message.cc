@@ -144,6 +144,7 @@ std::string encode_task_message(const TaskMessage& m) {
       {"body_encoding", "base64"},
       {"delivery_tag", m.delivery_tag.empty() ? uuid4() : m.delivery_tag},
   };
+  if (m.deliveries > 0) properties[kDeliveriesProperty] = m.deliveries;
   if (m.expires) {
     // kombu sets the per-message TTL from `expires`; Redis ignores it, RabbitMQ would not.
     long ms = static_cast<long>((*m.expires - unix_now()) * 1000);
@@ -245,6 +246,9 @@ TaskMessage decode_task_message(std::string_view text) {
     m.priority = std::clamp(p->get<int>(), 0, 9);
   }
   m.delivery_tag = get_string(properties, "delivery_tag");
+  if (auto d = properties.find(kDeliveriesProperty); d != properties.end() && d->is_number_integer()) {
+    m.deliveries = std::max(0, d->get<int>());
+  }
   if (auto di = properties.find("delivery_info"); di != properties.end() && di->is_object()) {
     m.exchange = get_string(*di, "exchange");
     m.routing_key = get_string(*di, "routing_key");

@@ -21,6 +21,9 @@ struct MessageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The envelope property where celeriac counts deliveries that died while running.
+inline constexpr const char* kDeliveriesProperty = "celeriac_deliveries";
+
 struct TaskMessage {
   // --- headers (protocol 2) ---
   std::string id;
@@ -57,6 +60,9 @@ struct TaskMessage {
   std::string exchange;     // delivery_info.exchange ("" = anonymous)
   std::string routing_key;  // delivery_info.routing_key (the queue for the anonymous exchange)
   bool redelivered = false;
+  // celeriac's count of deliveries that started running and never finished (the worker died):
+  // properties.celeriac_deliveries, raised on restore. Python restores keep it untouched.
+  int deliveries = 0;
 
   int protocol = 2;  // what the message arrived as
 };

@@ -74,6 +74,10 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"threads", "processes", "prefork", "solo"}));
   w->add_option("--time-limit", opts->time_limit_s, "Hard time limit per task, seconds");
   w->add_option("--soft-time-limit", opts->soft_time_limit_s, "Soft time limit per task, seconds");
+  w->add_option("--max-deliveries", opts->max_deliveries,
+                "Dead-letter a message after its worker died running it this often (0 = never)");
+  w->add_option("--visibility-timeout", opts->visibility_timeout_s,
+                "Seconds after which messages held by a non-celeriac worker are restored");
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);
@@ -104,7 +108,7 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
         if (sig == 0) return;
         if (sig == SIGQUIT || ++count > 1) {
           spdlog::warn("event=cold-shutdown signal={}", sig);
-          std::_Exit(1);
+          wk.abort_now(1);
         }
         spdlog::info("event=warm-shutdown signal={}", sig);
         wk.stop();

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -102,9 +102,6 @@ Json flaky(TaskContext& ctx) {
   return ctx.retries();
 }
 
-// Never returns: the process dies with SIGABRT (a task crashing in native code).
-Json abort_task(TaskContext&) { std::abort(); }
-
 // Burns CPU for `seconds` without ever looking at ctx.cancelled(): only a process pool can
 // stop it early.
 Json spin(TaskContext& ctx) {
@@ -170,9 +167,14 @@ Json map_file(TaskContext& ctx) {
   return sum;
 }
 
+// Leaves one file per execution in `dir` (so tests can count executions, duplicates included),
+// after working `ms` milliseconds.
 Json mark(TaskContext& ctx) {
   const Json& dir = ctx.arg(0, "dir");
   if (!dir.is_string()) throw TaskError("TypeError", "dir must be a string");
+  if (const Json* ms = ctx.optional_arg(1, "ms"); ms && ms->is_number()) {
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms->get<double>()));
+  }
   std::string path = dir.get<std::string>() + "/" + ctx.id() + "." + celery::uuid4();
   int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
   if (fd < 0) throw TaskError("OSError", "cannot create " + path);
@@ -181,6 +183,9 @@ Json mark(TaskContext& ctx) {
   ::close(fd);
   return ctx.hostname();
 }
+
+// Kills the whole process, as a crashing native library would: for poison-message tests.
+Json abort_task(TaskContext&) { std::abort(); }
 
 }  // namespace
 

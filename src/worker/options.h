@@ -26,6 +26,12 @@ struct WorkerOptions {
   bool task_events = false;                 // -E: send task-* events from the start
   double heartbeat_interval_s = 2.0;        // worker-heartbeat period (Flower expects <= 2 s)
   std::string dead_letter_key = "celeriac.deadletter";
+  // A message whose worker died while running it this many times is a poison message: it goes
+  // to the dead-letter list with a FAILURE result instead of running again. 0 = never.
+  int max_deliveries = 5;
+  // Messages unacked this long whose holder is not a live celeriac worker (a dead Python
+  // worker's) go back to their queues, as kombu's visibility timeout does (same default).
+  double visibility_timeout_s = 3600;
   // Idle waiting: the reserve script cannot block, so an idle worker blocks on its first
   // queue's main list (BLMOVE into its staging list, woken at once by a new message) for at
   // most this long, then checks every list again; other lists wait at most this long.

@@ -4,8 +4,6 @@
 #include <chrono>
 
 namespace celeriac::worker {
-namespace {
-
 using celery::Json;
 
 std::string short_traceback(const celery::TaskMessage& m, const celery::ExceptionInfo& e,
@@ -14,8 +12,6 @@ std::string short_traceback(const celery::TaskMessage& m, const celery::Exceptio
   return "Traceback (most recent call last):\n  File \"celeriac worker " + hostname +
          "\", in task " + m.task + "[" + m.id + "]\n" + e.type + ": " + e.message() + "\n";
 }
-
-}  // namespace
 
 celery::ExceptionInfo exception_from(const std::exception& e) {
   if (auto* te = dynamic_cast<const TaskError*>(&e)) return te->info();

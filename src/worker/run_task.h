@@ -27,6 +27,10 @@ struct TaskRun {
 TaskRun run_task(const RegisteredTask& task, const celery::TaskMessage& message,
                  const std::string& hostname, const CancelFlag& cancelled);
 
+// A traceback text for a failure without Python frames: where (worker, task, id) and what.
+std::string short_traceback(const celery::TaskMessage& message, const celery::ExceptionInfo& e,
+                            const std::string& hostname);
+
 // The exception identity Celery clients see for a C++ exception (TaskError keeps its own).
 celery::ExceptionInfo exception_from(const std::exception& e);
 

@@ -169,6 +169,24 @@ bool move_due_scheduled_locked(Worker::State& s, double now) {
   return moved;
 }
 
+// A message whose worker died running it max_deliveries times: it fails with Celery's
+// WorkerLostError (what a Python client knows for "the worker process died") and is filed in
+// the dead-letter list when acked, so it never loops.
+Outcome poison_outcome(Worker::State& s, RequestPtr r, std::string envelope) {
+  const auto& m = r->message;
+  std::string reason = fmt::format(
+      "delivered {} times without completing: the worker running it died each time",
+      m.deliveries);
+  spdlog::error("task={} id={} event=poison-message queue={} deliveries={} reason=\"{}\"", m.task,
+                m.id, r->queue, m.deliveries, reason);
+  Outcome o{.request = r, .kind = Outcome::Kind::Failure};
+  o.error = {"WorkerLostError", "billiard.exceptions", Json::array({"Task " + reason})};
+  o.traceback = short_traceback(r->message, o.error, s.hostname);
+  o.dead_letter_reason = std::move(reason);
+  o.envelope = std::move(envelope);
+  return o;
+}
+
 void consumer_loop(Worker::State& s) {
   broker::TransportOptions topts;
   topts.dead_letter_key = s.options.dead_letter_key;
@@ -198,12 +216,8 @@ void consumer_loop(Worker::State& s) {
         backoff.reset();
         if (!recovered_own) {
           // A previous process with this node name died holding messages: they go back to
-          // their queues before we take new ones (its staging list we adopt by reserving).
-          std::string held = transport->held_key();
-          int n = 0;
-          for (const auto& t : transport->connection().command({"SMEMBERS", held}).elements) {
-            n += transport->requeue(t.str) ? 1 : 0;
-          }
+          // their queues (those it was running counted as a delivery) before we take new ones.
+          int n = transport->recover_worker(s.hostname);
           if (n > 0) spdlog::warn("event=recovered-own node={} count={}", s.hostname, n);
           recovered_own = true;
           // Alive before the first reservation, so no peer takes us for our dead predecessor.
@@ -233,6 +247,7 @@ void consumer_loop(Worker::State& s) {
         }
         got = static_cast<int>(result.deliveries.size());
         std::vector<RequestPtr> accepted;
+        std::vector<Outcome> poison;
         accepted.reserve(result.deliveries.size());
         for (auto& d : result.deliveries) {
           auto r = std::make_shared<Request>();
@@ -250,9 +265,21 @@ void consumer_loop(Worker::State& s) {
           r->queue = d.queue;
           r->task = s.registry.find(r->message.task);
           r->received_at = celery::unix_now();
+          if (s.options.max_deliveries > 0 && r->message.deliveries >= s.options.max_deliveries) {
+            poison.push_back(poison_outcome(s, std::move(r), std::move(d.envelope)));
+            continue;
+          }
           spdlog::debug("task={} id={} event=received queue={}", r->message.task, r->message.id,
                         d.queue);
           accepted.push_back(std::move(r));
+        }
+        if (!poison.empty()) {
+          std::lock_guard lock(s.mutex);
+          for (auto& o : poison) {
+            s.held++;
+            finish_locked(s, std::move(o));
+          }
+          poison.clear();
         }
         if (!accepted.empty()) {
           {
@@ -365,11 +392,48 @@ Outcome run_request(Worker::State& s, const RequestPtr& r) {
   return outcome_of(r, std::move(run), 0);
 }
 
+// Records in celeriac.running.<node> which messages this executor is about to run, and waits
+// for Redis to confirm: if the process dies while running them, its restorer raises exactly
+// their delivery counts (a poison message is caught, innocent prefetched ones are not). One
+// round trip per batch; without Redis the tasks still run (a crash then is not counted).
+class RunningMarker {
+ public:
+  RunningMarker(Worker::State& s, int executor_id)
+      : s_(s), key_(broker::Transport::running_key(s.hostname)), field_(std::to_string(executor_id)) {}
+
+  void mark(const std::vector<RequestPtr>& batch) {
+    std::string tags;
+    for (const auto& r : batch) {
+      if (r->message.delivery_tag.empty()) continue;
+      if (!tags.empty()) tags += ' ';
+      tags += r->message.delivery_tag;
+    }
+    if (tags.empty()) return;
+    auto now = Clock::now();
+    if (!conn_ && now < retry_at_) return;
+    try {
+      if (!conn_) conn_.emplace(redis::Url::parse(s_.options.broker_url));
+      conn_->command({"HSET", key_, field_, tags}).ok();
+    } catch (const std::exception& e) {
+      spdlog::warn("event=running-mark-failed error=\"{}\"", e.what());
+      conn_.reset();
+      retry_at_ = now + std::chrono::seconds(1);
+    }
+  }
+
+ private:
+  Worker::State& s_;
+  std::string key_, field_;
+  std::optional<redis::Connection> conn_;
+  Clock::time_point retry_at_{};
+};
+
 // Returns true when the thread was abandoned (time_limits.h): it is no longer counted as an
 // executor and must leave without touching the pool's books.
-bool executor_loop(Worker::State& s) {
+bool executor_loop(Worker::State& s, int executor_id) {
   std::vector<Outcome> finished;  // handed over together with taking the next requests
   std::vector<RequestPtr> batch;
+  RunningMarker marker(s, executor_id);
   std::optional<ChildSlot> child;  // process pool: this executor's child process
   if (s.options.pool == PoolKind::Processes) child.emplace(s);
   while (true) {
@@ -404,6 +468,7 @@ bool executor_loop(Worker::State& s) {
         batch.push_back(next);
       }
     }
+    marker.mark(batch);
     for (size_t i = 0; i < batch.size(); ++i) {
       const RequestPtr& r = batch[i];
       Outcome o = child ? child->run(r) : run_request(s, r);
@@ -444,6 +509,7 @@ celery::TaskMessage retry_message(const celery::TaskMessage& m, double countdown
   next.exchange.clear();
   next.origin = origin;
   next.redelivered = false;
+  next.deliveries = 0;  // a retry is a new message; its own deliveries count afresh
   return next;
 }
 
@@ -553,6 +619,11 @@ class Writer {
       run_pipeline(cmds);
       cmds.clear();
       for (const Outcome* o : chord_members) finish_chord_member(*o, events);
+    }
+    for (const Outcome& o : batch) {
+      if (o.dead_letter_reason.empty()) continue;
+      cmds.push_back(transport_->dead_letter_command(o.request->queue, o.envelope,
+                                                     o.dead_letter_reason));
     }
     for (auto& c : transport_->ack_commands(tags)) cmds.push_back(std::move(c));
     if (!events.empty()) {
@@ -855,10 +926,13 @@ void mark_alive(Worker::State& s, broker::Transport& t) {
 
 void recover_dead_workers(Worker::State& s, broker::Transport& t) {
   redis::Reply nodes = t.connection().command({"SMEMBERS", kWorkersKey});
+  std::vector<std::string> live;
   for (const auto& n : nodes.elements) {
     const std::string& node = n.str;
-    if (node == s.hostname) continue;
-    if (t.connection().command({"EXISTS", kAlivePrefix + node}).integer) continue;
+    if (node == s.hostname || t.connection().command({"EXISTS", kAlivePrefix + node}).integer) {
+      live.push_back(node);
+      continue;
+    }
     // One recoverer per dead node: the lock expires by itself if we die too.
     redis::Reply lock = t.connection().command(
         {"SET", "celeriac.recovering." + node, s.hostname, "NX", "PX", "60000"});
@@ -867,6 +941,17 @@ void recover_dead_workers(Worker::State& s, broker::Transport& t) {
     t.connection().command({"SREM", kWorkersKey, node});
     spdlog::warn("event=recovered-dead-worker node={} restored={} by={}", node, restored,
                  s.hostname);
+  }
+  // Messages of workers without liveness keys (Python's) come back after the visibility
+  // timeout, as kombu restores them; what live celeriac workers hold is never touched.
+  redis::Args sunion{"SUNION"};
+  for (const auto& node : live) sunion.push_back("celeriac.held." + node);
+  std::unordered_set<std::string> keep;
+  for (const auto& tag : t.connection().command(sunion).elements) keep.insert(tag.str);
+  int restored = t.restore_visible(s.options.visibility_timeout_s, keep);
+  if (restored > 0) {
+    spdlog::warn("event=restored-visible count={} visibility_timeout_s={}", restored,
+                 s.options.visibility_timeout_s);
   }
 }
 
@@ -960,8 +1045,8 @@ void control_loop(Worker::State& s, Worker& worker) {
 
 void start_executor_locked(Worker::State& s) {
   s.running_executors++;
-  s.threads.emplace_back([&s] {
-    if (executor_loop(s)) return;  // abandoned: already off the books
+  s.threads.emplace_back([&s, id = s.next_executor_id++] {
+    if (executor_loop(s, id)) return;  // abandoned: already off the books
     std::lock_guard lock(s.mutex);
     s.running_executors--;
     s.writer_cv.notify_all();
@@ -1009,6 +1094,26 @@ void Worker::stop() {
   s.ready_cv.notify_all();
   s.capacity_cv.notify_all();
   s.writer_cv.notify_all();
+}
+
+void Worker::abort_now(int exit_code) {
+  auto& s = *state_;
+  s.stopping = true;
+  try {
+    broker::TransportOptions topts;
+    topts.worker_name = s.hostname;
+    topts.connect = {.connect_timeout = std::chrono::milliseconds(1000),
+                     .command_timeout = std::chrono::milliseconds(1000)};
+    broker::Transport t(redis::Url::parse(s.options.broker_url), topts);
+    int restored = t.recover_worker(s.hostname);
+    publish_worker_event(s, t, "worker-offline");
+    t.connection().pipeline({{"DEL", kAlivePrefix + s.hostname}, {"SREM", kWorkersKey, s.hostname}});
+    spdlog::warn("event=cold-shutdown node={} requeued={}", s.hostname, restored);
+  } catch (const std::exception& e) {
+    spdlog::error("event=cold-shutdown node={} requeue-failed error=\"{}\"", s.hostname, e.what());
+  }
+  spdlog::shutdown();
+  std::_Exit(exit_code);
 }
 
 int Worker::run() {

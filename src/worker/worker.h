@@ -31,6 +31,11 @@ class Worker {
   int run();
   // Asks for a warm shutdown; safe to call from any thread, more than once.
   void stop();
+  // Cold shutdown (second SIGTERM, SIGQUIT): puts everything this worker holds back on its
+  // queues — running tasks too, counted as a delivery — says worker-offline and ends the
+  // process at once with `exit_code`. Redis gets at most ~2 s; if it is unreachable, peers
+  // restore the messages when this worker's liveness key expires.
+  [[noreturn]] void abort_now(int exit_code);
 
   const std::string& hostname() const;
 

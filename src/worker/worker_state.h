@@ -50,6 +50,9 @@ struct Outcome {
   double retry_countdown_s = 0;  // Retry
   std::string revoke_reason;     // Revoked: "revoked", "expired", "terminated"
   int signum = 0;                // Revoked "terminated": the signal that ended it
+  // Failure of a poison message: filed in the dead-letter list with this reason when acked.
+  std::string dead_letter_reason;
+  std::string envelope;          // the message as it was in the queue (dead-letter entries only)
 };
 
 struct Worker::State {
@@ -79,6 +82,7 @@ struct Worker::State {
   std::unordered_map<std::string, double> average_runtime_s;  // per task name, moving average
   long processed = 0;
   int running_executors = 0;
+  int next_executor_id = 0;  // names each executor's field in celeriac.running.<node>
   std::vector<std::string> queues;  // consumed queues (add_consumer / cancel_consumer change it)
   uint64_t queues_version = 0;      // bumped on change so the consumer re-reads them
   // Per task name: token bucket of the rate limit ("10/s"), and time limits set remotely.

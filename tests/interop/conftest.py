@@ -152,9 +152,10 @@ def workers(broker, celery_app, tmp_path, request):
                 wait_for_node(celery_app, node, proc=p)
             return p
 
-        def python(self, name="python", *args, wait=True):
+        def python(self, name="python", *args, wait=True, env=None):
             node = f"{name}@interop"
-            env = dict(os.environ, INTEROP_BROKER=broker.url(0), INTEROP_BACKEND=broker.url(1))
+            env = dict(os.environ, INTEROP_BROKER=broker.url(0), INTEROP_BACKEND=broker.url(1),
+                       **(env or {}))
             p = Process([str(VENV_BIN / "celery"), "-A", "pytasks", "worker", "-n", node,
                          "--without-mingle", "--without-gossip", "-l", "warning", *args],
                         name, tmp_path, cwd=str(HERE), env=env)

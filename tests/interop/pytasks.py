@@ -10,6 +10,11 @@ app = Celery("pytasks", broker=os.environ.get("INTEROP_BROKER", "redis://127.0.0
              backend=os.environ.get("INTEROP_BACKEND", "redis://127.0.0.1:6379/1"))
 app.conf.worker_prefetch_multiplier = 1
 app.conf.worker_hijack_root_logger = False
+# Tests that kill workers set these: kombu's restore timing and acks_late.
+if os.environ.get("INTEROP_TRANSPORT_OPTIONS"):
+    import json
+    app.conf.broker_transport_options = json.loads(os.environ["INTEROP_TRANSPORT_OPTIONS"])
+app.conf.task_acks_late = os.environ.get("INTEROP_ACKS_LATE") == "1"
 
 
 @app.task(name="tasks.add")
@@ -47,7 +52,9 @@ def flaky(self, fail_times):
 
 
 @app.task(name="tests.mark", bind=True)
-def mark(self, dir):
+def mark(self, dir, ms=0):
+    import time
+    time.sleep(ms / 1000)
     path = os.path.join(dir, f"{self.request.id}.{uuid.uuid4()}")
     with open(path, "x") as f:
         f.write(self.request.hostname + "\n")

@@ -28,3 +28,30 @@ def test_sigterm_finishes_running_task_and_requeues_prefetched(workers, celery_a
     assert r.llen("celery") == 3  # back in the queue
     workers.celeriac("sd2")
     assert [x.get(timeout=10) for x in waiting] == [0, 1, 2]
+
+
+def test_second_sigterm_exits_at_once_and_requeues_everything(workers, celery_app, broker,
+                                                             tmp_path):
+    """Cold shutdown: the running task is abandoned but goes back to the queue at once (not
+    after the liveness timeout), as do the prefetched ones; another worker runs them all."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    w = workers.celeriac("sd3", "-c", "1", "--prefetch-multiplier", "4")
+    running = celery_app.signature("tests.mark").delay(str(marks), 3000)
+    waiting = [celery_app.signature("tests.mark").delay(str(marks)) for _ in range(3)]
+    deadline = time.time() + 5
+    while time.time() < deadline and not inspect_node(celery_app, w.node, "active"):
+        time.sleep(0.05)
+    w.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    signalled = time.time()
+    w.proc.send_signal(signal.SIGTERM)
+    w.proc.wait(5)
+    assert time.time() - signalled < 2
+    assert w.proc.returncode == 1
+    r = broker.client()
+    assert r.hlen("unacked") == 0
+    assert r.llen("celery") == 4
+    peer = workers.celeriac("sd4", "-c", "4")
+    assert [x.get(timeout=15) for x in [running, *waiting]] == [peer.node] * 4
+    assert len(list(marks.iterdir())) == 4  # the abandoned run left no mark: none ran twice

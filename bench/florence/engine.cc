@@ -1,0 +1,237 @@
+// bench/florence, celeriac side: the same request as reference.py on our engine, timed stage by
+// stage, printed as the same JSON (run.sh compares the two).
+//
+// What is timed (threads: nn::set_num_threads, OpenMP's team for oneDNN and our loops):
+//   load        florence::Model(dir): config, mmapped weights, tokenizer, preprocessor config
+//               (the page cache is warm: run.sh reads the file first, as for PyTorch).
+//   preprocess  file bytes -> decode -> resize/normalise -> prompt -> token ids (the processor's
+//               work on the PyTorch side).
+//   vision      VisionEncoder::tower (DaViT); projection: VisionEncoder::project.
+//   encoder     Model::encode_visual: prompt embeddings, positions, the 6 BART encoder layers.
+//   decode      Model::start (cross-attention keys/values, cache) + generate() with num_beams 3
+//               and min_new_tokens = max_new_tokens = N: everything after the encoder, as on the
+//               PyTorch side; per token = decode / steps. step() alone is timed through a
+//               forwarding DecoderSession (decoder_forward_per_step_s).
+// One warm-up run (reported as "first"), then --runs runs; the fastest is reported.
+//
+// Usage: celeriac_bench_florence --model DIR --image FILE [--task '<CAPTION>'] [--new-tokens 64]
+//          [--beams 3] [--threads 2] [--runs 2]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "florence/davit.h"
+#include "florence/generate.h"
+#include "florence/model.h"
+#include "florence/prompts.h"
+#include "florence/tokenizer.h"
+#include "image/decode.h"
+#include "image/preprocess.h"
+#include "nn/threading.h"
+
+using namespace celeriac;
+using nlohmann::json;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Process CPU time, all threads: on a machine shared with other jobs the wall time also measures
+// the scheduler.
+double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+long vm_kib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(in, line))
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':')
+      return std::atol(line.c_str() + n + 1);
+  return 0;
+}
+
+// Forwards to the model's session and times each step(): the decoder's own share of a decode
+// step, the rest being the search (log-softmax, processors, top-k, bookkeeping) and reorder().
+class TimedSession : public florence::DecoderSession {
+ public:
+  explicit TimedSession(florence::DecoderSession& inner) : inner_(inner) {}
+  int rows() const override { return inner_.rows(); }
+  int vocab_size() const override { return inner_.vocab_size(); }
+  const float* step(const std::vector<int32_t>& tokens) override {
+    double t0 = now_s();
+    const float* logits = inner_.step(tokens);
+    steps_.push_back(now_s() - t0);
+    return logits;
+  }
+  void reorder(const std::vector<int>& parents) override { inner_.reorder(parents); }
+  const std::vector<double>& steps() const { return steps_; }
+
+ private:
+  florence::DecoderSession& inner_;
+  std::vector<double> steps_;
+};
+
+struct Args {
+  std::string model, image, task = "<CAPTION>";
+  int new_tokens = 64, beams = 3, threads = 2, runs = 2;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (i + 1 >= argc) k = "?";
+    if (k == "--model")
+      a.model = argv[++i];
+    else if (k == "--image")
+      a.image = argv[++i];
+    else if (k == "--task")
+      a.task = argv[++i];
+    else if (k == "--new-tokens")
+      a.new_tokens = std::atoi(argv[++i]);
+    else if (k == "--beams")
+      a.beams = std::atoi(argv[++i]);
+    else if (k == "--threads")
+      a.threads = std::atoi(argv[++i]);
+    else if (k == "--runs")
+      a.runs = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr,
+                   "usage: %s --model DIR --image FILE [--task T] [--new-tokens N] [--beams K] "
+                   "[--threads N] [--runs N]\n",
+                   argv[0]);
+      std::exit(2);
+    }
+  }
+  if (a.model.empty() || a.image.empty()) parse_args(1, argv);  // prints usage
+  return a;
+}
+
+struct Run {
+  json times;
+  std::vector<int32_t> prompt_ids, token_ids;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse_args(argc, argv);
+  nn::set_num_threads(args.threads);
+
+  double t0 = now_s();
+  florence::Model model(args.model);
+  const double load_s = now_s() - t0;
+  const long rss_after_load_kib = vm_kib("VmRSS");
+  if (!model.tokenizer()) {
+    std::fprintf(stderr, "%s: no tokenizer files\n", args.model.c_str());
+    return 1;
+  }
+  florence::GenerationConfig config = florence::GenerationConfig::from_model_dir(args.model);
+  config.num_beams = args.beams;
+  config.max_new_tokens = args.new_tokens;
+  config.min_new_tokens = args.new_tokens;  // a fixed amount of work, as on the PyTorch side
+
+  std::ifstream file(args.image, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)),
+                                   std::istreambuf_iterator<char>());
+
+  auto one_run = [&]() {
+    Run r;
+    const double a = now_s(), a_cpu = cpu_s();
+    image::DecodedImage decoded = image::decode_image(bytes);
+    image::PreprocessedImage pre = image::preprocess(decoded, model.preprocess_options());
+    r.prompt_ids = model.tokenizer()->encode(florence::construct_prompt(args.task));
+    const double b = now_s(), b_cpu = cpu_s();
+    nn::Tensor pixels = nn::Tensor::view(pre.chw.data(), {1, 3, pre.height, pre.width});
+    nn::Tensor features = model.vision().tower(pixels);
+    const double c = now_s(), c_cpu = cpu_s();
+    nn::Tensor visual = model.vision().project(features);
+    const double d = now_s(), d_cpu = cpu_s();
+    florence::EncodedBatch encoded = model.encode_visual(visual, {r.prompt_ids});
+    const double e = now_s(), e_cpu = cpu_s();
+    auto session = model.start(encoded, config.num_beams);
+    TimedSession timed(*session);
+    florence::GenerationResult out = florence::generate(timed, config);
+    const double f = now_s(), f_cpu = cpu_s();
+    r.token_ids = out.sequences.at(0);
+    std::vector<double> steps = timed.steps();
+    const size_t n = steps.size();
+    double step_sum = 0;
+    for (double s : steps) step_sum += s;
+    std::vector<double> rest(steps.begin() + (n ? 1 : 0), steps.end());
+    std::sort(rest.begin(), rest.end());
+    r.times = {
+        {"preprocess_s", b - a},
+        {"vision_s", c - b},
+        {"projection_s", d - c},
+        {"encoder_s", e - d},
+        {"other_before_decode_s", 0.0},
+        {"decode_s", f - e},
+        {"decode_steps", n},
+        {"decode_per_token_s", (f - e) / double(std::max<size_t>(1, n))},
+        {"decoder_forward_per_step_s", step_sum / double(std::max<size_t>(1, n))},
+        {"decoder_first_step_s", n ? steps[0] : 0.0},
+        {"decoder_median_step_s", rest.empty() ? 0.0 : rest[(rest.size() - 1) / 2]},
+        {"generate_s", f - b},
+        {"total_s", f - a},
+        {"vision_cpu_s", c_cpu - b_cpu},
+        {"encoder_cpu_s", e_cpu - d_cpu},
+        {"decode_cpu_s", f_cpu - e_cpu},
+        {"total_cpu_s", f_cpu - a_cpu},
+    };
+    return r;
+  };
+
+  Run first = one_run();
+  std::vector<Run> runs;
+  for (int i = 0; i < args.runs; ++i) runs.push_back(one_run());
+  const Run* best = &first;
+  if (!runs.empty()) {
+    best = &runs[0];
+    for (const Run& r : runs)
+      if (r.times["total_s"].get<double>() < best->times["total_s"].get<double>()) best = &r;
+  }
+  json totals = json::array();
+  for (const Run& r : runs) {
+    totals.push_back(r.times["total_s"]);
+    if (r.token_ids != first.token_ids) {
+      std::fprintf(stderr, "generate is not deterministic\n");
+      return 1;
+    }
+  }
+  json result = {
+      {"engine", "celeriac"},
+      {"threads", args.threads},
+      {"task", args.task},
+      {"image", args.image},
+      {"beams", args.beams},
+      {"new_tokens_requested", args.new_tokens},
+      {"new_tokens", best->token_ids.empty() ? 0 : int(best->token_ids.size()) - 1},
+      {"import_s", 0.0},
+      {"load_s", load_s},
+      {"rss_after_load_mib", rss_after_load_kib / 1024.0},
+      {"peak_rss_mib", vm_kib("VmHWM") / 1024.0},
+      {"first", first.times},
+      {"best", best->times},
+      {"run_totals_s", totals},
+      {"prompt_ids", best->prompt_ids},
+      {"token_ids", best->token_ids},
+  };
+  std::printf("%s\n", result.dump(1).c_str());
+  return 0;
+}

@@ -1,0 +1,18 @@
+# florence/ search part: greedy and beam search over a DecoderSession (no model needed), checked
+# against transformers' generate() on a toy model. Included from src/florence/CMakeLists.txt.
+add_library(celeriac_florence_generate STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/generate.cc
+)
+# Scores are float32 sums and quotients in PyTorch's order: no fused multiply-add.
+target_compile_options(celeriac_florence_generate PRIVATE -ffp-contract=off)
+target_include_directories(celeriac_florence_generate PUBLIC ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(celeriac_florence_generate PUBLIC nlohmann_json::nlohmann_json)
+
+add_executable(celeriac_florence_generate_test
+  ${CMAKE_CURRENT_LIST_DIR}/generate_test.cc
+)
+target_compile_definitions(celeriac_florence_generate_test PRIVATE
+  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
+target_link_libraries(celeriac_florence_generate_test PRIVATE celeriac_florence_generate
+  GTest::gtest_main)
+gtest_discover_tests(celeriac_florence_generate_test PROPERTIES LABELS unit)
