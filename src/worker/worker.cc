@@ -1072,6 +1072,9 @@ Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_
   s.events_enabled = s.options.task_events;
   s.pool_size = 0;  // grown to `concurrency` by run()
   s.queues = s.options.queues;
+  if (s.options.pool == PoolKind::Processes && s.options.pool_child_argv.empty()) {
+    throw std::invalid_argument("--pool processes needs the command that starts a pool child");
+  }
 }
 
 Worker::~Worker() {

@@ -257,3 +257,18 @@ def test_worker_flags_and_task_defaults(workers, broker, celery_app):
     # ...and the message header wins over both ([hard, soft] on the wire).
     r = celery_app.signature("tests.spin").apply_async((1.5,), time_limit=3, soft_time_limit=2)
     assert r.get(timeout=10) == 1.5
+
+
+def test_process_pool_runs_retries_chains_and_failures_like_threads(workers, celery_app):
+    from celery import chain
+    start(workers, "pool-canvas", "processes")
+    assert celery_app.signature("tests.flaky").delay(1).get(timeout=15) == 1  # one retry
+    c = chain(celery_app.signature("tasks.add", (1, 2)), celery_app.signature("tasks.add", (10,)))
+    assert c.apply_async().get(timeout=10) == 13
+    r = celery_app.signature("tests.fail").delay("boom")
+    with pytest.raises(ValueError, match="boom"):
+        r.get(timeout=10)
+    assert "ValueError: boom" in r.traceback
+    stats = inspect_node(celery_app, "pool-canvas@interop", "stats")
+    assert stats["pool"]["implementation"] == "celeriac:processes"
+    assert len(stats["pool"]["processes"]) == 2 and stats["pid"] not in stats["pool"]["processes"]
