@@ -27,6 +27,7 @@ struct Execution {
   std::thread::id executor;     // the executor thread running it
   pid_t child_pid = 0;          // process pool: the child running it now; 0 = none (not yet
                                 // sent, or already answered): nobody may signal it then
+  bool answered = false;        // process pool: the child's reply (or death) is in
   bool soft_sent = false;       // the soft limit fired
   bool hard_limit_hit = false;  // the hard limit fired (process pool: the child was killed)
   int terminate_signal = 0;     // revoke(terminate=True) sent this signal (0 = not terminated)

@@ -254,6 +254,10 @@ Outcome ChildSlot::run(const RequestPtr& r) {
   int job;
   {
     std::lock_guard lock(s_.mutex);
+    if (r->exec.terminate_signal) {  // terminated before it reached the child
+      r->exec.answered = true;
+      return outcome_of(r, TaskRun{}, r->exec.terminate_signal);
+    }
     job = r->exec.job;
     r->exec.child_pid = child_->pid();
   }
@@ -268,6 +272,7 @@ Outcome ChildSlot::run(const RequestPtr& r) {
     // From here on nobody signals the child for this request (see Execution::child_pid).
     std::lock_guard lock(s_.mutex);
     r->exec.child_pid = 0;
+    r->exec.answered = true;
     terminate_signal = r->exec.terminate_signal;
     hard_limit_hit = r->exec.hard_limit_hit;
   }

@@ -159,8 +159,11 @@ bool terminate_locked(Worker::State& s, const RequestPtr& r, int signum) {
                     .signum = signum});
     return true;
   }
-  if (e.child_pid <= 0) return false;
+  // Answered: it is finishing. Not yet sent (waiting behind a batch, or being handed over):
+  // its executor sees the signal number before sending and never starts it.
+  if (e.answered) return false;
   e.terminate_signal = signum;
+  if (e.child_pid <= 0) return true;
   spdlog::info("task={} id={} event=terminate signal={} pid={}", r->message.task, r->message.id,
                signum, e.child_pid);
   ::kill(e.child_pid, signum);

@@ -471,9 +471,12 @@ bool executor_loop(Worker::State& s, int executor_id) {
     marker.mark(batch);
     for (size_t i = 0; i < batch.size(); ++i) {
       const RequestPtr& r = batch[i];
-      Outcome o = child ? child->run(r) : run_request(s, r);
+      std::optional<Outcome> o;
+      // (A request waiting behind others in a batch can be terminated before it starts.)
+      if (!r->exec.abandoned) o = child ? child->run(r) : run_request(s, r);
       if (r->exec.abandoned) {
-        // Our outcome was recorded without us; what else we took goes back to the front.
+        // Its outcome was recorded without us and this thread replaced: what else we took
+        // goes back to the front, and the thread leaves.
         std::lock_guard lock(s.mutex);
         for (size_t j = batch.size(); j-- > i + 1;) {
           s.active.erase(batch[j]->message.id);
@@ -486,7 +489,7 @@ bool executor_loop(Worker::State& s, int executor_id) {
         if (i + 1 < batch.size()) s.ready_cv.notify_all();
         return true;
       }
-      finished.push_back(std::move(o));
+      finished.push_back(std::move(*o));
     }
   }
 }
