@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "celery/codec.h"
+#include "worker/time_limits.h"
 
 using namespace celeriac;
 using namespace celeriac::worker;
@@ -177,4 +178,107 @@ TEST(PoolChildProcess, KilledChildIsSeenAndAnIdleOneLeavesOnEndOfFile) {
   ASSERT_TRUE(run_job(*idle, 1, "tasks.add", Json::array({1, 2})));
   idle.reset();                   // closes the socket and reaps
   EXPECT_EQ(::kill(pid, 0), -1);  // gone (and reaped: no zombie left)
+}
+
+// ChildSlot is what an executor thread uses: the same calls the time-limit thread and the
+// revoke command make, against a real child.
+class ChildSlotTest : public ::testing::Test {
+ protected:
+  ChildSlotTest() {
+    state.options.pool = PoolKind::Processes;
+    state.options.pool_child_argv = {CELERIAC_BIN, "pool-child", "-l", "warning", "--test-tasks"};
+    state.hostname = "slot@test";
+    tasks.add("tests.spin", [](TaskContext&) { return Json(); });  // only its options are read
+  }
+
+  RequestPtr request(const std::string& task, Json args, double hard_s = 0) {
+    auto r = std::make_shared<Request>();
+    r->message.id = celery::uuid4();
+    r->message.task = task;
+    r->message.args = std::move(args);
+    r->task = tasks.find("tests.spin");
+    r->started_at = celery::unix_now();
+    if (hard_s > 0) r->exec.limits.hard_s = hard_s;
+    std::lock_guard lock(state.mutex);
+    r->exec.job = ++state.pool.next_job;
+    return r;
+  }
+
+  // Waits until the request is in its child, as the time-limit thread would find it.
+  void wait_until_running(const RequestPtr& r) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(state.mutex);
+        if (r->exec.child_pid > 0) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    FAIL() << "never reached its child";
+  }
+
+  Worker::State state;
+  TaskRegistry tasks;
+};
+
+TEST_F(ChildSlotTest, RunsAndKeepsItsChild) {
+  ChildSlot slot(state);
+  Outcome o = slot.run(request("tasks.add", Json::array({20, 22})));
+  EXPECT_EQ(o.kind, Outcome::Kind::Success);
+  EXPECT_EQ(o.value, 42);
+  std::set<pid_t> before = state.pool.child_pids;
+  EXPECT_EQ(slot.run(request("tasks.add", Json::array({1, 1}))).value, 2);
+  EXPECT_EQ(state.pool.child_pids, before);
+  EXPECT_EQ(before.size(), 1u);
+}
+
+TEST_F(ChildSlotTest, HardLimitKillsAndReplacesTheChild) {
+  ChildSlot slot(state);
+  auto r = request("tests.spin", Json::array({10}), 0.2);
+  std::set<pid_t> before = state.pool.child_pids;
+  std::thread timer([&] {
+    wait_until_running(r);
+    std::lock_guard lock(state.mutex);
+    r->exec.hard_limit_hit = true;  // as time_limit_loop does at the deadline
+    ::kill(r->exec.child_pid, SIGKILL);
+  });
+  Outcome o = slot.run(r);
+  timer.join();
+  EXPECT_EQ(o.kind, Outcome::Kind::Failure);
+  EXPECT_EQ(o.error.to_json(), time_limit_exceeded(0.2).to_json());
+  EXPECT_TRUE(o.traceback.empty());
+  EXPECT_EQ(state.pool.child_pids.size(), 1u);
+  EXPECT_NE(state.pool.child_pids, before);  // a new child
+  EXPECT_EQ(slot.run(request("tasks.add", Json::array({2, 3}))).value, 5);
+}
+
+TEST_F(ChildSlotTest, TerminateSignalsTheChildOrStopsARequestNotYetSent) {
+  ChildSlot slot(state);
+  auto r = request("tests.spin", Json::array({10}));
+  std::thread revoke([&] {
+    wait_until_running(r);
+    std::lock_guard lock(state.mutex);
+    EXPECT_TRUE(terminate_locked(state, r, SIGTERM));
+  });
+  Outcome o = slot.run(r);
+  revoke.join();
+  EXPECT_EQ(o.kind, Outcome::Kind::Revoked);
+  EXPECT_EQ(o.revoke_reason, "terminated");
+  EXPECT_EQ(o.signum, SIGTERM);
+
+  auto waiting = request("tests.spin", Json::array({10}));
+  {
+    std::lock_guard lock(state.mutex);
+    EXPECT_TRUE(terminate_locked(state, waiting, SIGKILL));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  o = slot.run(waiting);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));  // never ran
+  EXPECT_EQ(o.kind, Outcome::Kind::Revoked);
+  EXPECT_EQ(o.signum, SIGKILL);
+
+  // Finished requests cannot be terminated any more ("tasks unknown").
+  auto done = request("tasks.add", Json::array({1, 2}));
+  EXPECT_EQ(slot.run(done).value, 3);
+  std::lock_guard lock(state.mutex);
+  EXPECT_FALSE(terminate_locked(state, done, SIGTERM));
 }
