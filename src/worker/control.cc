@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "backend/result_backend.h"
 #include "celery/codec.h"
 #include "redis/url.h"
 #include "worker/time_limits.h"
@@ -90,6 +91,39 @@ Json queue_json(const std::string& name) {
           {"max_length", nullptr},
           {"max_length_bytes", nullptr},
           {"max_priority", nullptr}};
+}
+
+// As Celery >= 5.6.2's revoke: REVOKED "revoked" is stored at once for every id not running
+// here whose stored state says nobody started or finished it (none, PENDING, RECEIVED, RETRY,
+// REJECTED), so a client sees the revoke even before (or without) a worker discarding the
+// message. Without the request, as Celery: no group, no parent.
+void store_revoked_now(Worker::State& s, const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  try {
+    backend::ResultBackend backend(redis::Url::parse(s.options.backend_url),
+                                   backend::BackendOptions{s.options.result_expires_s});
+    std::vector<celery::ResultMeta> metas;
+    for (const auto& id : ids) {
+      if (auto meta = backend.get(id)) {
+        const std::string& st = meta->status;
+        if (st != celery::state::kPending && st != celery::state::kReceived &&
+            st != celery::state::kRetry && st != "REJECTED") {
+          continue;
+        }
+      }
+      celery::ResultMeta revoked;
+      revoked.task_id = id;
+      revoked.status = celery::state::kRevoked;
+      revoked.result = celery::ExceptionInfo{"TaskRevokedError", "celery.exceptions",
+                                             Json::array({"revoked"})}
+                           .to_json();
+      revoked.date_done = celery::unix_now();
+      metas.push_back(std::move(revoked));
+    }
+    if (!metas.empty()) backend.store(metas);
+  } catch (const std::exception& e) {
+    spdlog::warn("event=revoke-store-failed error=\"{}\"", e.what());
+  }
 }
 
 Json stats(Worker::State& s) {
@@ -257,12 +291,14 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     if (signum == 0) signum = SIGTERM;  // Celery would raise on an unknown name; be lenient
     std::vector<std::string> list;
     std::vector<std::string> terminated;
+    std::vector<std::string> not_running;
     {
       std::lock_guard lock(s.mutex);
       for (const auto& id : ids) {
         if (!id.is_string()) continue;
         list.push_back(id.get<std::string>());
         s.add_revoked_locked(list.back());
+        if (!s.active.count(list.back())) not_running.push_back(list.back());
         if (terminate) {
           if (auto it = s.active.find(list.back());
               it != s.active.end() && terminate_locked(s, it->second, signum)) {
@@ -272,6 +308,7 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
       }
     }
     spdlog::info("event=revoke ids={} terminate={}", fmt::join(list, ","), terminate);
+    store_revoked_now(s, not_running);
     std::string joined;
     for (const auto& id : (terminate ? terminated : list)) joined += (joined.empty() ? "" : ", ") + id;
     if (terminate) return ok(terminated.empty() ? "terminate: tasks unknown" : "terminate: " + joined);

@@ -155,6 +155,9 @@ def test_revoke_before_execution_never_runs(workers, broker, celery_app, events,
     while not any(t["id"] == r.id for t in inspect_node(celery_app, w.node, "reserved")):
         assert time.time() < deadline, "the task was never reserved"
     celery_app.control.revoke(r.id)
+    # As Celery >= 5.6.2: REVOKED is stored at once, not when the message is discarded.
+    assert stored(broker, r.id, timeout=1)["status"] == "REVOKED"
+    assert not busy.ready()
     with pytest.raises(TaskRevokedError):
         r.get(timeout=10)
     assert busy.get(timeout=10) == 1.5
