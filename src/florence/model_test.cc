@@ -1,0 +1,318 @@
+// The text side of the model (BART encoder, decoder with its cache, LM head, the image + prompt
+// merge) against transformers on the tiny random-weight checkpoints (tests/data/florence-tiny,
+// scripts/fixtures/make_florence_tiny.py), for each of the four folders (both key layouts,
+// safetensors / pytorch_model.bin, fp32 / fp16 / bf16 storage):
+//   - encoder output of all 23 (image, task) pairs: max |got - want| <= 1e-3 (absolute; the
+//     states are LayerNorm outputs of order 1);
+//   - first-step logits (pairs with a reference): max |got - want| <= 1e-3 over the 51289 ids of
+//     the remote code's vocabulary (the native reference's extra rows are silenced, -8192);
+//   - greedy decoding reproduces the reference's "greedy" token ids for all 23 pairs;
+//   - a batch of all 23 inputs (prompts of different lengths, padded) gives each input its
+//     single-input encoder states and greedy tokens, and beams reorder like fresh sessions.
+#include "florence/model.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "florence/weights_checkpoint.h"
+#include "florence/weights_safetensors.h"
+#include "nn/threading.h"
+
+namespace celeriac::florence {
+namespace {
+
+const std::string kTiny = std::string(CELERIAC_TEST_DATA) + "/florence-tiny";
+constexpr int kImages = 3;
+constexpr int64_t kImageSize = 160;
+
+struct Pair {
+  std::string id;  // "p00"
+  int image = 0;
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+  int max_new_tokens = 0;
+};
+
+std::vector<Pair> load_pairs() {
+  std::ifstream in(kTiny + "/reference/generations.json");
+  nlohmann::json doc = nlohmann::json::parse(in);
+  std::vector<Pair> pairs;
+  for (const auto& p : doc.at("pairs")) {
+    Pair pair;
+    pair.id = p.at("pair").get<std::string>();
+    const std::string image = p.at("image").get<std::string>();  // "image1.png"
+    pair.image = image.at(5) - '0';
+    pair.prompt = p.at("prompt_ids").get<std::vector<int32_t>>();
+    for (const auto& run : p.at("runs"))
+      if (run.at("name") == "greedy") {
+        pair.greedy = run.at("token_ids").get<std::vector<int32_t>>();
+        pair.max_new_tokens = run.at("generate_kwargs").at("max_new_tokens").get<int>();
+      }
+    pairs.push_back(std::move(pair));
+  }
+  return pairs;
+}
+
+struct Fixture {
+  std::vector<Pair> pairs = load_pairs();
+  std::vector<TensorSet> refs;
+  Fixture() {
+    for (int i = 0; i < kImages; ++i)
+      refs.push_back(
+          read_safetensors(kTiny + "/reference/image" + std::to_string(i) + ".safetensors"));
+  }
+  const TensorView* find(int image, const std::string& name) const {
+    auto it = refs[image].tensors.find(name);
+    return it == refs[image].tensors.end() ? nullptr : &it->second;
+  }
+  const float* data(int image, const std::string& name) const {
+    const TensorView* t = find(image, name);
+    if (!t) throw std::runtime_error("reference lacks " + name);
+    return reinterpret_cast<const float*>(t->data);
+  }
+  nn::Tensor pixels(int image) const {
+    return nn::Tensor::view(data(image, "pixel_values"), {1, 3, kImageSize, kImageSize});
+  }
+};
+
+const Fixture& fixture() {
+  static const Fixture f;
+  return f;
+}
+
+double max_abs_diff(const float* a, const float* b, int64_t n) {
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  return worst;
+}
+
+// transformers' NoRepeatNGramLogitsProcessor for n = 3: tokens that would complete a trigram
+// already in `seq`.
+std::set<int32_t> banned_trigram_tokens(const std::vector<int32_t>& seq) {
+  std::set<int32_t> banned;
+  const size_t cur = seq.size();
+  if (cur < 2) return banned;
+  for (size_t i = 0; i + 2 < cur; ++i)
+    if (seq[i] == seq[cur - 2] && seq[i + 1] == seq[cur - 1]) banned.insert(seq[i + 2]);
+  return banned;
+}
+
+// Greedy search as transformers runs it with the fixture's generation_config.json: start token 2,
+// forced <s> (0) at the first step, forced </s> (2) when the sequence reaches max_length - 1,
+// no_repeat_ngram_size 3, stop at </s>. Rows advance together (finished rows are fed </s>, their
+// tokens ignored). Kept minimal here; the full search with all processors is florence/generate.
+std::vector<std::vector<int32_t>> greedy(DecoderSession& session, int max_new_tokens) {
+  const int rows = session.rows(), vocab = session.vocab_size();
+  const size_t max_length = static_cast<size_t>(max_new_tokens) + 1;
+  std::vector<std::vector<int32_t>> seqs(rows, std::vector<int32_t>{2});
+  std::vector<bool> done(rows, false);
+  std::vector<int32_t> feed(rows, 2);
+  while (!std::all_of(done.begin(), done.end(), [](bool d) { return d; })) {
+    const float* logits = session.step(feed);
+    for (int r = 0; r < rows; ++r) {
+      if (done[r]) continue;
+      std::vector<int32_t>& seq = seqs[r];
+      int32_t next;
+      if (seq.size() == 1) {
+        next = 0;
+      } else if (seq.size() == max_length - 1) {
+        next = 2;
+      } else {
+        const float* row = logits + static_cast<int64_t>(r) * vocab;
+        std::vector<float> scores(row, row + vocab);
+        for (int32_t v : banned_trigram_tokens(seq)) scores[v] = -INFINITY;
+        next = static_cast<int32_t>(std::max_element(scores.begin(), scores.end()) -
+                                    scores.begin());  // first maximum, as torch.argmax
+      }
+      seq.push_back(next);
+      feed[r] = next;
+      if (next == 2 || seq.size() >= max_length) done[r] = true;
+    }
+  }
+  return seqs;
+}
+
+class ModelTiny : public ::testing::TestWithParam<const char*> {
+ protected:
+  // One thread keeps the per-pair tests cheap on a shared machine; the batch test uses two.
+  void SetUp() override { nn::set_num_threads(1); }
+  std::string dir() const { return kTiny + "/" + GetParam(); }
+};
+
+TEST_P(ModelTiny, EncoderOutputMatchesTransformersForEveryPair) {
+  const Fixture& f = fixture();
+  Model model(dir());
+  EXPECT_EQ(model.vocab_size(), 51289);
+  for (const Pair& p : f.pairs) {
+    EncodedBatch enc = model.encode(f.pixels(p.image), {p.prompt});
+    const TensorView* want = f.find(p.image, "encoder_output." + p.id);
+    ASSERT_NE(want, nullptr) << p.id;
+    ASSERT_EQ(enc.lengths.size(), 1u);
+    ASSERT_EQ(enc.lengths[0], want->shape[0]) << p.id;
+    ASSERT_EQ(enc.states.dim(2), want->shape[1]) << p.id;
+    EXPECT_LE(
+        max_abs_diff(enc.states.data(), reinterpret_cast<const float*>(want->data), want->numel()),
+        1e-3)
+        << p.id;
+  }
+}
+
+TEST_P(ModelTiny, FirstStepLogitsMatchTransformers) {
+  const Fixture& f = fixture();
+  Model model(dir());
+  int checked = 0;
+  for (const Pair& p : f.pairs) {
+    const TensorView* want = f.find(p.image, "logits." + p.id);
+    if (!want) continue;
+    EncodedBatch enc = model.encode(f.pixels(p.image), {p.prompt});
+    auto session = model.start(enc, 1);
+    const float* got = session->step({2});
+    const int vocab = session->vocab_size();
+    ASSERT_GE(want->numel(), vocab);
+    const double err = max_abs_diff(got, reinterpret_cast<const float*>(want->data), vocab);
+    EXPECT_LE(err, 1e-3) << p.id;
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
+}
+
+TEST_P(ModelTiny, GreedyReproducesTransformersForEveryPair) {
+  const Fixture& f = fixture();
+  Model model(dir());
+  for (const Pair& p : f.pairs) {
+    ASSERT_FALSE(p.greedy.empty()) << p.id;
+    EncodedBatch enc = model.encode(f.pixels(p.image), {p.prompt});
+    auto session = model.start(enc, 1, p.max_new_tokens + 1);
+    EXPECT_EQ(greedy(*session, p.max_new_tokens)[0], p.greedy) << p.id;
+  }
+}
+
+TEST_P(ModelTiny, BatchOfAllPairsMatchesSingleInputs) {
+  const Fixture& f = fixture();
+  nn::set_num_threads(2);
+  Model model(dir());
+  const int64_t n = static_cast<int64_t>(f.pairs.size()), plane = 3 * kImageSize * kImageSize;
+  nn::Tensor pixels = nn::Tensor::empty({n, 3, kImageSize, kImageSize});
+  std::vector<std::vector<int32_t>> prompts;
+  std::set<size_t> prompt_lengths;
+  for (int64_t i = 0; i < n; ++i) {
+    const Pair& p = f.pairs[i];
+    std::copy_n(f.data(p.image, "pixel_values"), plane, pixels.mutable_data() + i * plane);
+    prompts.push_back(p.prompt);
+    prompt_lengths.insert(p.prompt.size());
+  }
+  ASSERT_GE(prompt_lengths.size(), 3u) << "the batch should mix prompt lengths";
+  EncodedBatch batch = model.encode(pixels, prompts);
+  ASSERT_EQ(batch.inputs(), n);
+  const int64_t s_max = batch.states.dim(1), d = batch.states.dim(2);
+  for (int64_t i = 0; i < n; ++i) {
+    const Pair& p = f.pairs[i];
+    EncodedBatch single = model.encode(f.pixels(p.image), {p.prompt});
+    ASSERT_EQ(batch.lengths[i], single.lengths[0]) << p.id;
+    EXPECT_LE(max_abs_diff(batch.states.data() + i * s_max * d, single.states.data(),
+                           single.lengths[0] * d),
+              1e-5)
+        << p.id;
+  }
+  // All 23 inputs decoded side by side: padded encoder rows must stay out of cross-attention.
+  auto session = model.start(batch, 1, f.pairs[0].max_new_tokens + 1);
+  std::vector<std::vector<int32_t>> seqs = greedy(*session, f.pairs[0].max_new_tokens);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seqs[i], f.pairs[i].greedy) << f.pairs[i].id;
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, ModelTiny,
+                         ::testing::Values("native-safetensors-fp32", "native-bin-bf16",
+                                           "remote-bin-fp16", "remote-sharded-bf16"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// Beams: rows of one input that take different tokens, then reorder(), must give the logits of a
+// fresh session fed each row's new history: the cache's slot indirection is the only thing that
+// carries the history across a reorder.
+TEST(ModelSession, ReorderEqualsReplayingTheChosenHistories) {
+  const Fixture& f = fixture();
+  Model model(kTiny + "/native-safetensors-fp32");
+  const Pair& a = f.pairs[5];
+  const Pair& b = f.pairs[17];
+  nn::Tensor pixels = nn::Tensor::empty({2, 3, kImageSize, kImageSize});
+  const int64_t plane = 3 * kImageSize * kImageSize;
+  std::copy_n(f.data(a.image, "pixel_values"), plane, pixels.mutable_data());
+  std::copy_n(f.data(b.image, "pixel_values"), plane, pixels.mutable_data() + plane);
+  EncodedBatch enc = model.encode(pixels, {a.prompt, b.prompt});
+  constexpr int kBeams = 3, kRows = 2 * kBeams;
+
+  // Histories: each step feeds per-row tokens, then rows re-parent within their input.
+  const std::vector<std::vector<int32_t>> feeds = {{2, 2, 2, 2, 2, 2},
+                                                   {0, 0, 0, 0, 0, 0},
+                                                   {100, 200, 300, 400, 500, 600},
+                                                   {7, 8, 9, 10, 11, 12},
+                                                   {50, 60, 70, 80, 90, 95}};
+  const std::vector<std::vector<int>> parents = {
+      {0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}, {2, 2, 0, 4, 3, 3}, {1, 0, 0, 5, 5, 4}};
+  auto session = model.start(enc, kBeams, 16);
+  std::vector<std::vector<int32_t>> history(kRows);
+  const float* logits = nullptr;
+  for (size_t s = 0; s < feeds.size(); ++s) {
+    for (int r = 0; r < kRows; ++r) history[r].push_back(feeds[s][r]);
+    logits = session->step(feeds[s]);
+    if (s < parents.size()) {
+      session->reorder(parents[s]);
+      std::vector<std::vector<int32_t>> moved(kRows);
+      for (int r = 0; r < kRows; ++r) moved[r] = history[parents[s][r]];
+      history = moved;
+    }
+  }
+  const int vocab = session->vocab_size();
+  std::vector<float> last(logits, logits + int64_t{kRows} * vocab);
+  // The last step had no reorder after it: row r's logits follow history[r] as fed... which was
+  // re-parented before the last feed, so replay the final histories in fresh one-beam sessions.
+  for (int r = 0; r < kRows; ++r) {
+    EncodedBatch one =
+        model.encode(pixels.slice0(r / kBeams, r / kBeams + 1), {r < kBeams ? a.prompt : b.prompt});
+    auto fresh = model.start(one, 1, 16);
+    const float* want = nullptr;
+    for (int32_t token : history[r]) want = fresh->step({token});
+    EXPECT_LE(max_abs_diff(last.data() + int64_t{r} * vocab, want, vocab), 1e-5) << "row " << r;
+  }
+  // A row may not continue another input's beam.
+  EXPECT_THROW(session->reorder({3, 1, 2, 3, 4, 5}), std::invalid_argument);
+}
+
+TEST(ModelSession, RejectsMisuse) {
+  const Fixture& f = fixture();
+  Model model(kTiny + "/remote-bin-fp16");
+  EXPECT_NE(model.tokenizer(), nullptr);
+  const Pair& p = f.pairs[0];
+  EXPECT_THROW(model.encode(f.pixels(0), {p.prompt, p.prompt}), nn::ShapeError);
+  EXPECT_THROW(model.encode(f.pixels(0), {{}}), nn::ShapeError);
+  EXPECT_THROW(model.encode(f.pixels(0), {{0, 99999999, 2}}), nn::ShapeError);
+  EXPECT_THROW(model.encode(f.pixels(0), {std::vector<int32_t>(1024, 5)}), nn::ShapeError);
+  EncodedBatch enc = model.encode(f.pixels(0), {p.prompt});
+  auto session = model.start(enc, 2, 2);
+  EXPECT_THROW(session->step({2}), nn::ShapeError);
+  session->step({2, 2});
+  session->step({0, 0});
+  EXPECT_THROW(session->step({5, 5}), std::length_error);  // two positions reserved
+  EXPECT_THROW(model.start(enc, 1, 5000), nn::ShapeError);
+}
+
+TEST(ModelLoad, NoTokenizerFilesMeansNoTokenizer) {
+  Model model(kTiny + "/native-bin-bf16");
+  EXPECT_EQ(model.tokenizer(), nullptr);
+  EXPECT_EQ(model.preprocess_options().width, kImageSize);
+}
+
+}  // namespace
+}  // namespace celeriac::florence
