@@ -430,11 +430,13 @@ Outcome run_request(Worker::State& s, const RequestPtr& r) {
   return outcome;
 }
 
-// Records in celeriac.running.<node> which messages this executor is about to run, and waits
-// for Redis to confirm: if the process dies while running them, its restorer raises exactly
-// their delivery counts (a poison message is caught, innocent prefetched ones are not). Tasks
-// with acks_late=false are acked here, at their start, as Celery acks by default. One round
-// trip per batch; without Redis the tasks still run (a crash then is not counted).
+// Records in celeriac.running.<node> which messages this executor is about to run: if the
+// process dies while running them, its restorer raises exactly their delivery counts (a poison
+// message is caught, innocent prefetched ones are not). The task starts as soon as the command
+// is written to the socket — from then on the kernel delivers it even if we crash — and its
+// reply is read before the next mark, so marking costs a write, not a round trip. Tasks with
+// acks_late=false are acked in the same write, at their start, as Celery acks by default.
+// Without Redis the tasks still run (a crash then is not counted).
 class RunningMarker {
  public:
   RunningMarker(Worker::State& s, int executor_id)
@@ -459,12 +461,23 @@ class RunningMarker {
         topts.worker_name = s_.hostname;
         transport_.emplace(redis::Url::parse(s_.options.broker_url), topts);
       }
-      std::vector<redis::Args> cmds{{"HSET", key_, field_, tags}};
-      for (auto& c : transport_->ack_commands(early_acks)) cmds.push_back(std::move(c));
-      for (const auto& r : transport_->connection().pipeline(cmds)) r.ok();
+      auto& conn = transport_->connection();
+      for (; unread_ > 0; --unread_) {
+        auto reply = conn.read_reply(std::chrono::seconds(5));
+        if (!reply) throw redis::ConnectionError("no reply to the running mark");
+        reply->ok();
+      }
+      conn.append({"HSET", key_, field_, tags});
+      ++unread_;
+      for (const auto& c : transport_->ack_commands(early_acks)) {
+        conn.append(c);
+        ++unread_;
+      }
+      conn.flush();
     } catch (const std::exception& e) {
       spdlog::warn("event=running-mark-failed error=\"{}\"", e.what());
       transport_.reset();
+      unread_ = 0;
       retry_at_ = now + std::chrono::seconds(1);
     }
   }
@@ -473,6 +486,7 @@ class RunningMarker {
   Worker::State& s_;
   std::string key_, field_;
   std::optional<broker::Transport> transport_;
+  int unread_ = 0;  // replies of the previous mark, read before the next one
   Clock::time_point retry_at_{};
 };
 
