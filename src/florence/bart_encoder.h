@@ -34,7 +34,9 @@ class BartEncoder {
   explicit BartEncoder(const Checkpoint& checkpoint);
 
   // The encoder's token embedding (shared table, scale applied), for the prompt part of the
-  // input: ids -> out [ids.size(), d].
+  // input: ids -> out [ids.size(), d]. The scale follows transformers 5 (its `shared` is a
+  // BartScaledWordEmbedding); Microsoft's remote code embeds the prompt with an unscaled `shared`.
+  // The two differ only when scale_embedding is true, which no Florence-2 config sets.
   void embed_prompt(std::span<const int32_t> ids, const nn::Tensor& out) const;
 
   // inputs_embeds [B, S, d] (visual tokens and prompt embeddings, positions not yet added) ->
