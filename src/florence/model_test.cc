@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "florence/davit.h"
+#include "florence/generate.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_safetensors.h"
 #include "nn/threading.h"
@@ -100,50 +101,15 @@ double max_abs_diff(const float* a, const float* b, int64_t n) {
   return worst;
 }
 
-// transformers' NoRepeatNGramLogitsProcessor for n = 3: tokens that would complete a trigram
-// already in `seq`.
-std::set<int32_t> banned_trigram_tokens(const std::vector<int32_t>& seq) {
-  std::set<int32_t> banned;
-  const size_t cur = seq.size();
-  if (cur < 2) return banned;
-  for (size_t i = 0; i + 2 < cur; ++i)
-    if (seq[i] == seq[cur - 2] && seq[i + 1] == seq[cur - 1]) banned.insert(seq[i + 2]);
-  return banned;
-}
-
-// Greedy search as transformers runs it with the fixture's generation_config.json: start token 2,
-// forced <s> (0) at the first step, forced </s> (2) when the sequence reaches max_length - 1,
-// no_repeat_ngram_size 3, stop at </s>. Rows advance together (finished rows are fed </s>, their
-// tokens ignored). Kept minimal here; the full search with all processors is florence/generate.
-std::vector<std::vector<int32_t>> greedy(DecoderSession& session, int max_new_tokens) {
-  const int rows = session.rows(), vocab = session.vocab_size();
-  const size_t max_length = static_cast<size_t>(max_new_tokens) + 1;
-  std::vector<std::vector<int32_t>> seqs(rows, std::vector<int32_t>{2});
-  std::vector<bool> done(rows, false);
-  std::vector<int32_t> feed(rows, 2);
-  while (!std::all_of(done.begin(), done.end(), [](bool d) { return d; })) {
-    const float* logits = session.step(feed);
-    for (int r = 0; r < rows; ++r) {
-      if (done[r]) continue;
-      std::vector<int32_t>& seq = seqs[r];
-      int32_t next;
-      if (seq.size() == 1) {
-        next = 0;
-      } else if (seq.size() == max_length - 1) {
-        next = 2;
-      } else {
-        const float* row = logits + static_cast<int64_t>(r) * vocab;
-        std::vector<float> scores(row, row + vocab);
-        for (int32_t v : banned_trigram_tokens(seq)) scores[v] = -INFINITY;
-        next = static_cast<int32_t>(std::max_element(scores.begin(), scores.end()) -
-                                    scores.begin());  // first maximum, as torch.argmax
-      }
-      seq.push_back(next);
-      feed[r] = next;
-      if (next == 2 || seq.size() >= max_length) done[r] = true;
-    }
-  }
-  return seqs;
+// Greedy search with the folder's generation settings (generation_config.json, or the remote
+// layout's text_config: forced <s> first, forced </s> at the length limit, no_repeat_ngram_size
+// 3), through florence/generate, on a session with one row per input.
+std::vector<std::vector<int32_t>> greedy(DecoderSession& session, const std::string& dir,
+                                         int max_new_tokens) {
+  GenerationConfig config = GenerationConfig::from_model_dir(dir);
+  config.num_beams = 1;
+  config.max_new_tokens = max_new_tokens;
+  return generate(session, config).sequences;
 }
 
 class ModelTiny : public ::testing::TestWithParam<const char*> {
@@ -238,7 +204,7 @@ TEST_P(ModelTiny, GreedyReproducesTransformersForEveryPair) {
     ASSERT_FALSE(p.greedy.empty()) << p.id;
     EncodedBatch enc = model.encode(f.pixels(p.image), {p.prompt});
     auto session = model.start(enc, 1, p.max_new_tokens + 1);
-    EXPECT_EQ(greedy(*session, p.max_new_tokens)[0], p.greedy) << p.id;
+    EXPECT_EQ(greedy(*session, dir(), p.max_new_tokens)[0], p.greedy) << p.id;
   }
 }
 
@@ -271,7 +237,7 @@ TEST_P(ModelTiny, BatchOfAllPairsMatchesSingleInputs) {
   }
   // All 23 inputs decoded side by side: padded encoder rows must stay out of cross-attention.
   auto session = model.start(batch, 1, f.pairs[0].max_new_tokens + 1);
-  std::vector<std::vector<int32_t>> seqs = greedy(*session, f.pairs[0].max_new_tokens);
+  std::vector<std::vector<int32_t>> seqs = greedy(*session, dir(), f.pairs[0].max_new_tokens);
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seqs[i], f.pairs[i].greedy) << f.pairs[i].id;
 }
 
@@ -338,7 +304,8 @@ TEST(ModelBase, MatchesTransformersAndReportsStageTimes) {
       auto t4 = Clock::now();
       auto session = model.start(enc, 1, p.max_new_tokens + 1);
       auto t5 = Clock::now();
-      EXPECT_EQ(greedy(*session, p.max_new_tokens)[0], p.greedy) << layout << " " << p.id;
+      EXPECT_EQ(greedy(*session, std::string(root) + "/" + layout, p.max_new_tokens)[0], p.greedy)
+          << layout << " " << p.id;
       std::printf("[%s] %s greedy %zu tokens: start (cross K/V) %.0f ms, decode %.0f ms\n", layout,
                   p.id.c_str(), p.greedy.size(), ms(t4, t5), ms(t5, Clock::now()));
       std::fflush(stdout);
