@@ -16,5 +16,7 @@ void add_weights_commands(CLI::App& app, int& exit_code);
 void add_image_commands(CLI::App& app, int& exit_code);
 // tokenize, prompt, postprocess (florence_text_commands.cc)
 void add_florence_text_commands(CLI::App& app, int& exit_code);
+// caption (caption_commands.cc)
+void add_caption_command(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli

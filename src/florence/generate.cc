@@ -26,24 +26,35 @@ constexpr int kPromptLength = 1;
 // ---------------------------------------------------------------------------------------------
 // Selection
 
-// The k best of values[0, n) by value, ties to the lower index (torch.topk leaves tie order
-// unspecified; the ties it meets in this search are between equal hypotheses or -inf fillers,
-// where the choice does not change the result). Sorted best first.
-std::vector<int> top_k(const float* values, int n, int k) {
-  auto better = [values](int a, int b) {
-    return values[a] > values[b] || (values[a] == values[b] && a < b);
-  };
-  std::vector<int> best;
-  best.reserve(k + 1);
-  for (int i = 0; i < n; ++i) {
-    if (static_cast<int>(best.size()) == k && !better(i, best.back())) continue;
-    auto at = std::upper_bound(best.begin(), best.end(), i,
-                               [&better](int a, int b) { return better(a, b); });
-    best.insert(at, i);
-    if (static_cast<int>(best.size()) > k) best.pop_back();
+// The k largest of values[0, n), best first, with torch.topk's choice among equal values. Exact
+// ties are common in long beam searches (cumulative scores near -1500 have an ulp of 1.2e-4) and
+// the reference breaks them the way PyTorch's CPU kernel does: a std::partial_sort of (value,
+// index) pairs when k * 64 <= n, else std::nth_element at k - 1 and a std::sort of the first
+// k - 1, ordering by value alone. The same libstdc++ algorithms on the same input give the same
+// order (checked against torch.topk on tie-heavy arrays in both regimes).
+class TorchTopK {
+ public:
+  const std::vector<int>& operator()(const float* values, int n, int k) {
+    if (queue_.size() < static_cast<size_t>(n)) queue_.resize(n);
+    const auto first = queue_.begin(), last = queue_.begin() + n;
+    for (int i = 0; i < n; ++i) queue_[i] = {values[i], i};
+    auto larger = [](const Entry& a, const Entry& b) { return a.first > b.first; };
+    if (static_cast<int64_t>(k) * 64 <= n) {
+      std::partial_sort(first, first + k, last, larger);
+    } else {
+      std::nth_element(first, first + (k - 1), last, larger);
+      std::sort(first, first + (k - 1), larger);
+    }
+    best_.resize(k);
+    for (int j = 0; j < k; ++j) best_[j] = static_cast<int>(queue_[j].second);
+    return best_;
   }
-  return best;
-}
+
+ private:
+  using Entry = std::pair<float, int64_t>;
+  std::vector<Entry> queue_;
+  std::vector<int> best_;
+};
 
 // torch.argmax: the first index of the maximum.
 int argmax(const float* values, int n) {
@@ -262,7 +273,7 @@ class BeamSearch {
       for (int v = 0; v < vocab_; ++v) cand[v] = lp[v] + item.running_scores[k];
     }
     // c. The best keep_ continuations over all beams.
-    const std::vector<int> top = top_k(candidates_.data(), beams_ * vocab_, keep_);
+    const std::vector<int> top = topk_(candidates_.data(), beams_ * vocab_, keep_);
     std::vector<float> top_scores(keep_);
     std::vector<int> top_parent(keep_);
     std::vector<int32_t> top_token(keep_);
@@ -283,7 +294,7 @@ class BeamSearch {
     for (int j = 0; j < keep_; ++j) {
       live_scores[j] = item.hits[j] ? top_scores[j] + kMinusBillion : top_scores[j];
     }
-    const std::vector<int> live = top_k(live_scores.data(), keep_, beams_);
+    const std::vector<int> live = topk_(live_scores.data(), keep_, beams_);
     // f. Finished hypotheses: only candidates ranked within the first num_beams may enter, with
     // the length-normalised score; the masks keep the others (and a closed input) out.
     const float divisor = length_divisor(cur_len + 1 - kPromptLength, config_.length_penalty);
@@ -300,7 +311,7 @@ class BeamSearch {
       if (!just_finished[j]) score += kMinusBillion;
       merged_scores.push_back(score);
     }
-    const std::vector<int> kept = top_k(merged_scores.data(), beams_ + keep_, beams_);
+    const std::vector<int> kept = topk_(merged_scores.data(), beams_ + keep_, beams_);
     std::vector<Hypothesis> finished;
     for (int m : kept) {
       if (m < beams_) {
@@ -349,6 +360,7 @@ class BeamSearch {
   int cur_len_ = 1;
   std::vector<BeamInput> items_;
   std::vector<float> log_probs_, candidates_;
+  TorchTopK topk_;
 };
 
 GenerationResult beam_search(DecoderSession& session, const GenerationConfig& config,

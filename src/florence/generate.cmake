@@ -16,3 +16,15 @@ target_compile_definitions(celeriac_florence_generate_test PRIVATE
 target_link_libraries(celeriac_florence_generate_test PRIVATE celeriac_florence_generate
   GTest::gtest_main)
 gtest_discover_tests(celeriac_florence_generate_test PROPERTIES LABELS unit)
+
+# The search on the real model: the tiny checkpoints end to end against the reference outputs.
+add_executable(celeriac_florence_generate_model_test
+  ${CMAKE_CURRENT_LIST_DIR}/generate_model_test.cc
+)
+target_compile_definitions(celeriac_florence_generate_model_test PRIVATE
+  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
+target_link_libraries(celeriac_florence_generate_model_test PRIVATE celeriac_florence_generate
+  celeriac_florence_model GTest::gtest_main)
+# OpenMP threads that spin while waiting make this 5-25x slower on a busy two-core machine.
+gtest_discover_tests(celeriac_florence_generate_model_test PROPERTIES LABELS unit
+  ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)

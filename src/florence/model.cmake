@@ -1,17 +1,30 @@
-# florence/ model part: DaViT vision encoder and image projection (later BART and generation) on
-# nn/ ops, reading weights through celeriac_florence_weights. Included from
-# src/florence/CMakeLists.txt.
+# florence/ model part: DaViT vision encoder and image projection, BART encoder/decoder with its
+# key/value cache, the Model facade (later generation) on nn/ ops, reading weights through
+# celeriac_florence_weights. Included from src/florence/CMakeLists.txt.
 add_library(celeriac_florence_model STATIC
   ${CMAKE_CURRENT_LIST_DIR}/davit.cc
+  ${CMAKE_CURRENT_LIST_DIR}/bart_layers.cc
+  ${CMAKE_CURRENT_LIST_DIR}/bart_encoder.cc
+  ${CMAKE_CURRENT_LIST_DIR}/bart_kv_cache.cc
+  ${CMAKE_CURRENT_LIST_DIR}/bart_decoder.cc
+  ${CMAKE_CURRENT_LIST_DIR}/model.cc
 )
+# The cache attention's inner loops are written for the vectoriser (see bart_kv_cache.cc).
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/bart_kv_cache.cc PROPERTIES
+  COMPILE_OPTIONS "-O3;-fopenmp-simd")
 target_include_directories(celeriac_florence_model PUBLIC ${CMAKE_SOURCE_DIR}/src)
-target_link_libraries(celeriac_florence_model PUBLIC celeriac_nn celeriac_florence_weights)
+target_link_libraries(celeriac_florence_model PUBLIC celeriac_nn celeriac_florence_weights
+  celeriac_florence celeriac_image)
 
 add_executable(celeriac_florence_model_test
   ${CMAKE_CURRENT_LIST_DIR}/davit_test.cc
+  ${CMAKE_CURRENT_LIST_DIR}/bart_kv_cache_test.cc
+  ${CMAKE_CURRENT_LIST_DIR}/model_test.cc
 )
 target_compile_definitions(celeriac_florence_model_test PRIVATE
   CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
 target_link_libraries(celeriac_florence_model_test PRIVATE celeriac_florence_model
-  GTest::gtest_main)
-gtest_discover_tests(celeriac_florence_model_test PROPERTIES LABELS unit)
+  celeriac_florence_generate GTest::gtest_main)
+# OpenMP threads that spin while waiting slow the tests down many times on a busy two-core machine.
+gtest_discover_tests(celeriac_florence_model_test PROPERTIES LABELS unit
+  ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)

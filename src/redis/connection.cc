@@ -131,14 +131,18 @@ void Connection::append(const Args& args) {
   }
 }
 
-std::optional<Reply> Connection::read_reply(std::chrono::milliseconds timeout) {
+void Connection::flush() {
   if (!ctx_) fail("not connected");
-  // Flush what append() queued, then wait for bytes with poll() so a timeout leaves the
-  // connection usable (a socket timeout inside hiredis would poison the context).
   int done = 0;
   while (!done) {
     if (redisBufferWrite(ctx_, &done) != REDIS_OK) fail("write failed");
   }
+}
+
+std::optional<Reply> Connection::read_reply(std::chrono::milliseconds timeout) {
+  // Flush what append() queued, then wait for bytes with poll() so a timeout leaves the
+  // connection usable (a socket timeout inside hiredis would poison the context).
+  flush();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     void* raw = nullptr;

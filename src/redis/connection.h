@@ -74,6 +74,9 @@ class Connection {
 
   // Queues a command without reading its reply (for pipelines and pub/sub).
   void append(const Args& args);
+  // Writes what append() queued to the socket without waiting for replies. Once it returns,
+  // the bytes are the kernel's: they reach Redis even if this process dies the next instant.
+  void flush();
   // Reads the next reply; nullopt when none arrives within `timeout` (negative = wait forever).
   std::optional<Reply> read_reply(std::chrono::milliseconds timeout);
 

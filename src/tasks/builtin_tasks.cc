@@ -187,6 +187,14 @@ Json mark(TaskContext& ctx) {
 // Kills the whole process, as a crashing native library would: for poison-message tests.
 Json abort_task(TaskContext&) { std::abort(); }
 
+// Celery's Reject: with requeue, the first delivery is refused and the redelivered one runs.
+Json reject_task(TaskContext& ctx) {
+  const Json* requeue = ctx.optional_arg(0, "requeue");
+  bool again = requeue && requeue->is_boolean() && requeue->get<bool>();
+  if (again && ctx.message().redelivered) return "redelivered";
+  ctx.reject(again, "not wanted");
+}
+
 }  // namespace
 
 void register_builtin_tasks(worker::TaskRegistry& registry) {
@@ -207,6 +215,9 @@ void register_test_tasks(worker::TaskRegistry& registry) {
   // Default time limits in the task's own options: soft 0.5 s, hard 2 s.
   registry.add("tests.limited", cancellable,
                {.time_limit_s = 2.0, .soft_time_limit_s = 0.5});
+  registry.add("tests.reject", reject_task);
+  // tests.mark acked at its start (Celery's default): at most once, lost if its worker dies.
+  registry.add("tests.mark_once", mark, {.acks_late = false});
 }
 
 }  // namespace celeriac::tasks

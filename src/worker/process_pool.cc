@@ -63,6 +63,8 @@ std::string kind_name(TaskRun::Kind k) {
       return "failure";
     case TaskRun::Kind::Retry:
       return "retry";
+    case TaskRun::Kind::Rejected:
+      return "rejected";
   }
   return "failure";
 }
@@ -115,6 +117,9 @@ Json task_run_to_json(const TaskRun& run, int job) {
   Json j = {{"job", job}, {"kind", kind_name(run.kind)}, {"runtime", run.runtime_s}};
   if (run.kind == TaskRun::Kind::Success) {
     j["value"] = run.value;
+  } else if (run.kind == TaskRun::Kind::Rejected) {
+    j["requeue"] = run.requeue;
+    j["reason"] = run.reject_reason;
   } else {
     j["error"] = run.error.to_json();
     j["traceback"] = run.traceback;
@@ -130,6 +135,12 @@ TaskRun task_run_from_json(const Json& reply) {
   if (kind == "success") {
     run.kind = TaskRun::Kind::Success;
     run.value = reply.value("value", Json());
+    return run;
+  }
+  if (kind == "rejected") {
+    run.kind = TaskRun::Kind::Rejected;
+    run.requeue = reply.value("requeue", false);
+    run.reject_reason = reply.value("reason", "");
     return run;
   }
   run.kind = kind == "retry" ? TaskRun::Kind::Retry : TaskRun::Kind::Failure;
@@ -263,7 +274,9 @@ Outcome ChildSlot::run(const RequestPtr& r) {
   }
   Json frame = {{"job", job},
                 {"hostname", s_.hostname},
-                {"message", celery::encode_task_message(r->message)}};
+                {"message", celery::encode_task_message(r->message)},
+                // Delivery state the envelope does not carry as the parent received it.
+                {"redelivered", r->message.redelivered}};
   std::optional<std::string> reply;
   if (write_frame(child_->fd(), frame.dump())) reply = read_frame(child_->fd());
   int terminate_signal;
@@ -344,6 +357,7 @@ int run_pool_child(int fd, const TaskRegistry& registry) {
     TaskRun run;
     try {
       celery::TaskMessage m = celery::decode_task_message(job.at("message").get<std::string>());
+      m.redelivered = job.value("redelivered", false);
       const RegisteredTask* task = registry.find(m.task);
       if (!task) {
         run.kind = TaskRun::Kind::Failure;

@@ -16,9 +16,10 @@
 // parent's Redis connections; they need none (the parent publishes and stores everything).
 //
 // Protocol on the socket: frames of a 4-byte little-endian length and a JSON text.
-//   parent -> child  {"job": n, "hostname": node, "message": <task message envelope>}
-//   child -> parent  {"job": n, "kind": "success"|"failure"|"retry", "value", "error",
-//                     "traceback", "countdown", "runtime"}
+//   parent -> child  {"job": n, "hostname": node, "message": <task message envelope>,
+//                     "redelivered": bool}
+//   child -> parent  {"job": n, "kind": "success"|"failure"|"retry"|"rejected", "value",
+//                     "error", "traceback", "countdown", "requeue", "reason", "runtime"}
 // Soft time limit: the parent queues SIGUSR1 with the job number (sigqueue); the child's
 // handler sets the task's cancel flag if that job is still running.
 #pragma once

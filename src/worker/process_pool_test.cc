@@ -68,6 +68,15 @@ TEST(PoolFrames, TaskRunSurvivesTheTrip) {
   EXPECT_EQ(back.traceback, "tb");
   EXPECT_EQ(back.retry_countdown_s, 2.5);
 
+  TaskRun rejected;
+  rejected.kind = TaskRun::Kind::Rejected;
+  rejected.requeue = true;
+  rejected.reject_reason = "not wanted";
+  back = task_run_from_json(task_run_to_json(rejected, 6));
+  EXPECT_EQ(back.kind, TaskRun::Kind::Rejected);
+  EXPECT_TRUE(back.requeue);
+  EXPECT_EQ(back.reject_reason, "not wanted");
+
   TaskRun ok;
   ok.value = Json{{"x", Json::array({1, "two"})}};
   back = task_run_from_json(task_run_to_json(ok, 5));

@@ -37,6 +37,10 @@ TaskRun run_task(const RegisteredTask& task, const celery::TaskMessage& message,
   try {
     run.value = task.function(ctx);
     run.kind = TaskRun::Kind::Success;
+  } catch (const RejectRequest& reject) {
+    run.kind = TaskRun::Kind::Rejected;
+    run.requeue = reject.requeue;
+    run.reject_reason = reject.reason;
   } catch (const RetryRequest& retry) {
     run.kind = TaskRun::Kind::Retry;
     run.error = retry.reason;

@@ -15,12 +15,14 @@
 namespace celeriac::worker {
 
 struct TaskRun {
-  enum class Kind { Success, Failure, Retry };
+  enum class Kind { Success, Failure, Retry, Rejected };
   Kind kind = Kind::Success;
   celery::Json value;            // Success
   celery::ExceptionInfo error;   // Failure, Retry
   std::string traceback;         // Failure, Retry
   double retry_countdown_s = 0;  // Retry
+  bool requeue = false;          // Rejected: back to the queue (else dead-lettered)
+  std::string reject_reason;     // Rejected
   double runtime_s = 0;
 };
 

@@ -38,11 +38,22 @@ struct RetryRequest {
   celery::ExceptionInfo reason;
 };
 
+// Thrown by TaskContext::reject, as Celery's Reject exception: the message is not run again
+// here; with requeue it goes back to its queue, without it to the dead-letter list (Celery
+// would drop it). No result is stored; a task-rejected event is sent.
+struct RejectRequest {
+  bool requeue = false;
+  std::string reason;
+};
+
 // Per-task settings, as Celery's task options of the same names.
 struct TaskOptions {
   int max_retries = 3;                 // None in Celery = unlimited; here < 0
   double default_retry_delay_s = 180;  // Celery's default: 3 minutes
-  bool acks_late = false;              // ack after the result is stored (issue 3 makes it default)
+  // Ack after the result is stored, so a worker dying mid-task loses nothing (the message is
+  // restored and runs again). false = Celery's default: ack when the task starts; a crash then
+  // loses the task, but a task that must never run twice gets at-most-once.
+  bool acks_late = true;
   bool ignore_result = false;          // store no SUCCESS/STARTED
   std::optional<double> time_limit_s;       // hard limit; none = the worker's --time-limit
   std::optional<double> soft_time_limit_s;  // soft limit; none = the worker's --soft-time-limit
@@ -95,6 +106,11 @@ class TaskContext {
   // so the task ends in FAILURE as in Celery.
   [[noreturn]] void retry(std::optional<double> countdown_s = std::nullopt,
                           std::optional<celery::ExceptionInfo> reason = std::nullopt) const;
+
+  // Refuses the message (Celery's `raise Reject(reason, requeue=...)`).
+  [[noreturn]] void reject(bool requeue, std::string reason = "") const {
+    throw RejectRequest{requeue, std::move(reason)};
+  }
 
   // True once the task was revoked with terminate or hit its soft time limit. Long tasks
   // check it between steps; a task that never does is stopped from outside: in the process

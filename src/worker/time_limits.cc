@@ -191,6 +191,14 @@ Outcome outcome_of(const RequestPtr& r, TaskRun run, int terminate_signal) {
       o.kind = Outcome::Kind::Retry;
       o.retry_countdown_s = run.retry_countdown_s;
       break;
+    case TaskRun::Kind::Rejected:
+      o.kind = Outcome::Kind::Rejected;
+      o.requeue = run.requeue;
+      if (!run.requeue) {
+        o.dead_letter_reason = "rejected by the task" +
+                               (run.reject_reason.empty() ? "" : ": " + run.reject_reason);
+      }
+      return o;
   }
   o.error = std::move(run.error);
   o.traceback = std::move(run.traceback);

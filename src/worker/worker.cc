@@ -392,10 +392,13 @@ Outcome run_request(Worker::State& s, const RequestPtr& r) {
   return outcome_of(r, std::move(run), 0);
 }
 
-// Records in celeriac.running.<node> which messages this executor is about to run, and waits
-// for Redis to confirm: if the process dies while running them, its restorer raises exactly
-// their delivery counts (a poison message is caught, innocent prefetched ones are not). One
-// round trip per batch; without Redis the tasks still run (a crash then is not counted).
+// Records in celeriac.running.<node> which messages this executor is about to run: if the
+// process dies while running them, its restorer raises exactly their delivery counts (a poison
+// message is caught, innocent prefetched ones are not). The task starts as soon as the command
+// is written to the socket — from then on the kernel delivers it even if we crash — and its
+// reply is read before the next mark, so marking costs a write, not a round trip. Tasks with
+// acks_late=false are acked in the same write, at their start, as Celery acks by default.
+// Without Redis the tasks still run (a crash then is not counted).
 class RunningMarker {
  public:
   RunningMarker(Worker::State& s, int executor_id)
@@ -403,20 +406,40 @@ class RunningMarker {
 
   void mark(const std::vector<RequestPtr>& batch) {
     std::string tags;
+    std::vector<std::string> early_acks;
     for (const auto& r : batch) {
-      if (r->message.delivery_tag.empty()) continue;
+      const std::string& tag = r->message.delivery_tag;
+      if (tag.empty()) continue;
       if (!tags.empty()) tags += ' ';
-      tags += r->message.delivery_tag;
+      tags += tag;
+      if (r->task && !r->task->options.acks_late) early_acks.push_back(tag);
     }
     if (tags.empty()) return;
     auto now = Clock::now();
-    if (!conn_ && now < retry_at_) return;
+    if (!transport_ && now < retry_at_) return;
     try {
-      if (!conn_) conn_.emplace(redis::Url::parse(s_.options.broker_url));
-      conn_->command({"HSET", key_, field_, tags}).ok();
+      if (!transport_) {
+        broker::TransportOptions topts;
+        topts.worker_name = s_.hostname;
+        transport_.emplace(redis::Url::parse(s_.options.broker_url), topts);
+      }
+      auto& conn = transport_->connection();
+      for (; unread_ > 0; --unread_) {
+        auto reply = conn.read_reply(std::chrono::seconds(5));
+        if (!reply) throw redis::ConnectionError("no reply to the running mark");
+        reply->ok();
+      }
+      conn.append({"HSET", key_, field_, tags});
+      ++unread_;
+      for (const auto& c : transport_->ack_commands(early_acks)) {
+        conn.append(c);
+        ++unread_;
+      }
+      conn.flush();
     } catch (const std::exception& e) {
       spdlog::warn("event=running-mark-failed error=\"{}\"", e.what());
-      conn_.reset();
+      transport_.reset();
+      unread_ = 0;
       retry_at_ = now + std::chrono::seconds(1);
     }
   }
@@ -424,7 +447,8 @@ class RunningMarker {
  private:
   Worker::State& s_;
   std::string key_, field_;
-  std::optional<redis::Connection> conn_;
+  std::optional<broker::Transport> transport_;
+  int unread_ = 0;  // replies of the previous mark, read before the next one
   Clock::time_point retry_at_{};
 };
 
@@ -584,9 +608,14 @@ class Writer {
     std::vector<celery::ResultMeta> metas;
     std::vector<const Outcome*> chord_members;
     std::vector<std::string> tags;
+    std::vector<std::string> requeue_tags;
     for (const Outcome& o : batch) {
       const auto& m = o.request->message;
-      if (!m.delivery_tag.empty()) tags.push_back(m.delivery_tag);
+      if (o.kind == Outcome::Kind::Rejected && o.requeue) {
+        if (!m.delivery_tag.empty()) requeue_tags.push_back(m.delivery_tag);
+      } else if (!m.delivery_tag.empty()) {
+        tags.push_back(m.delivery_tag);
+      }
       std::vector<std::string> child_ids;
       plan_children(o, publishes, child_ids);
       if (auto meta = meta_for(o, child_ids)) metas.push_back(std::move(*meta));
@@ -625,8 +654,11 @@ class Writer {
     }
     for (const Outcome& o : batch) {
       if (o.dead_letter_reason.empty()) continue;
-      cmds.push_back(transport_->dead_letter_command(o.request->queue, o.envelope,
-                                                     o.dead_letter_reason));
+      // Rejected messages keep no envelope; the re-encoded message is the same task.
+      cmds.push_back(transport_->dead_letter_command(
+          o.request->queue,
+          o.envelope.empty() ? celery::encode_task_message(o.request->message) : o.envelope,
+          o.dead_letter_reason));
     }
     for (auto& c : transport_->ack_commands(tags)) cmds.push_back(std::move(c));
     if (!events.empty()) {
@@ -636,6 +668,7 @@ class Writer {
                       event_envelope(body, s_.hostname, rk)});
     }
     run_pipeline(cmds);
+    for (const auto& tag : requeue_tags) transport_->requeue(tag);
     std::lock_guard lock(s_.mutex);
     for (const Outcome& o : batch) {
       s_.processed++;
@@ -756,6 +789,8 @@ class Writer {
         meta.parent_id.reset();
         meta.date_done = now;
         break;
+      case Outcome::Kind::Rejected:
+        return std::nullopt;  // as Celery: a rejected message leaves no result
     }
     return meta;
   }
@@ -817,6 +852,9 @@ class Writer {
       case Outcome::Kind::Retry:
         add("task-retried", {{"uuid", m.id}, {"exception", o.error.repr()}, {"traceback", o.traceback}});
         break;
+      case Outcome::Kind::Rejected:
+        add("task-rejected", {{"uuid", m.id}, {"requeue", o.requeue}});
+        break;
       case Outcome::Kind::Revoked:
         add("task-revoked", {{"uuid", m.id}, {"terminated", o.revoke_reason == "terminated"},
                              {"signum", o.revoke_reason == "terminated" ? Json(o.signum) : Json()},
@@ -841,6 +879,10 @@ class Writer {
         break;
       case Outcome::Kind::Revoked:
         spdlog::info("task={} id={} event=revoked reason={}", m.task, m.id, o.revoke_reason);
+        break;
+      case Outcome::Kind::Rejected:
+        spdlog::warn("task={} id={} event=rejected requeue={} reason=\"{}\"", m.task, m.id,
+                     o.requeue, o.dead_letter_reason);
         break;
       case Outcome::Kind::NotRegistered:
         break;  // logged when received

@@ -40,7 +40,7 @@ using RequestPtr = std::shared_ptr<Request>;
 
 // What became of a request; the writer thread turns it into a result, events and an ack.
 struct Outcome {
-  enum class Kind { Success, Failure, Retry, Revoked, NotRegistered };
+  enum class Kind { Success, Failure, Retry, Revoked, NotRegistered, Rejected };
   RequestPtr request;
   Kind kind = Kind::Success;
   celery::Json value;            // Success
@@ -50,6 +50,7 @@ struct Outcome {
   double retry_countdown_s = 0;  // Retry
   std::string revoke_reason;     // Revoked: "revoked", "expired", "terminated"
   int signum = 0;                // Revoked "terminated": the signal that ended it
+  bool requeue = false;          // Rejected: back to the queue (else dead-lettered)
   // Failure of a poison message: filed in the dead-letter list with this reason when acked.
   std::string dead_letter_reason;
   std::string envelope;          // the message as it was in the queue (dead-letter entries only)

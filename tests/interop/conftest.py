@@ -1,59 +1,26 @@
 """Fixtures for the interop suite: a real redis-server, real Celery (from the venv) and the
 celeriac binary, all on 127.0.0.1. Each test gets a flushed server."""
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import redis
 from celery import Celery
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self, tmp):
-        self.port = free_port()
-        self.dir = tmp
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def url(self, db=0):
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def client(self, db=0):
-        return redis.Redis(port=self.port, db=db)
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+sys.path.insert(0, str(HERE.parent / "chaos"))
+from chaos import RedisServer, free_port  # noqa: E402  (one redis-server launcher for both)
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=False)
     yield server
     server.stop()
 
@@ -114,6 +81,16 @@ def wait_for_node(app, node, timeout=15.0, proc=None):
             return
     raise AssertionError(f"{node} did not answer ping within {timeout}s:\n"
                          f"{proc.output() if proc else ''}")
+
+
+def wait_inspect(app, node, method, count, timeout=15.0):
+    """Waits until inspect().<method>() lists at least `count` tasks on `node`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(inspect_node(app, node, method)) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{node} never listed {count} {method} tasks")
 
 
 def inspect_node(app, node, method, timeout=10.0, **kwargs):

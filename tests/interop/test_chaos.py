@@ -1,10 +1,6 @@
 """The chaos test (tests/chaos/chaos.py) at CI size: workers SIGKILLed at random moments and
 restarted, redis-server SIGKILLed and restarted once; no task may be lost."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-import chaos  # noqa: E402
+import chaos  # tests/chaos, on the path through conftest
 
 
 def test_no_task_lost_when_workers_and_redis_die(tmp_path, capsys):

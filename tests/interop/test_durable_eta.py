@@ -4,16 +4,7 @@ import os
 import signal
 import time
 
-from conftest import inspect_node
-
-
-def scheduled_on(app, node, count, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if len(inspect_node(app, node, "scheduled")) >= count:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{node} never held {count} scheduled tasks")
+from conftest import wait_inspect
 
 
 def check_ran_once_after(result, eta, marks, timeout=30):
@@ -27,7 +18,7 @@ def test_countdown_survives_warm_shutdown(workers, celery_app, tmp_path):
     first = workers.celeriac("eta1")
     eta = time.time() + 4
     delayed = celery_app.signature("tests.mark").apply_async((str(tmp_path),), countdown=4)
-    scheduled_on(celery_app, first.node, 1)
+    wait_inspect(celery_app, first.node, "scheduled", 1)
     assert first.stop(signal.SIGTERM) == 0  # the held ETA task goes back to the queue
     workers.celeriac("eta2")
     check_ran_once_after(delayed, eta, tmp_path)
@@ -37,7 +28,7 @@ def test_countdown_survives_sigkill(workers, celery_app, tmp_path):
     first = workers.celeriac("eta3")
     eta = time.time() + 4
     delayed = celery_app.signature("tests.mark").apply_async((str(tmp_path),), countdown=4)
-    scheduled_on(celery_app, first.node, 1)
+    wait_inspect(celery_app, first.node, "scheduled", 1)
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(5)
     workers.celeriac("eta3")  # restarted under the same name: restores what it held at once

@@ -262,7 +262,8 @@ def test_worker_flags_and_task_defaults(workers, broker, celery_app):
     assert r.get(timeout=10) == 1.5
 
 
-def test_process_pool_runs_retries_chains_and_failures_like_threads(workers, celery_app):
+def test_process_pool_runs_retries_chains_rejects_and_failures_like_threads(workers, broker,
+                                                                          celery_app):
     from celery import chain
     start(workers, "pool-canvas", "processes")
     assert celery_app.signature("tests.flaky").delay(1).get(timeout=15) == 1  # one retry
@@ -272,6 +273,15 @@ def test_process_pool_runs_retries_chains_and_failures_like_threads(workers, cel
     with pytest.raises(ValueError, match="boom"):
         r.get(timeout=10)
     assert "ValueError: boom" in r.traceback
+    # Reject from a child: requeued and run again, or dead-lettered.
+    assert celery_app.signature("tests.reject").delay(True).get(timeout=15) == "redelivered"
+    celery_app.signature("tests.reject").delay(False)
+    deadline = time.time() + 10
+    while not broker.client().llen("celeriac.deadletter"):
+        assert time.time() < deadline, "the rejected message never reached the dead-letter list"
+        time.sleep(0.05)
+    letter = json.loads(broker.client().lindex("celeriac.deadletter", 0))
+    assert letter["reason"] == "rejected by the task: not wanted"
     stats = inspect_node(celery_app, "pool-canvas@interop", "stats")
     assert stats["pool"]["implementation"] == "celeriac:processes"
     assert len(stats["pool"]["processes"]) == 2 and stats["pid"] not in stats["pool"]["processes"]

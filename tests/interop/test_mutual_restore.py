@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from conftest import inspect_node
+from conftest import wait_inspect
 
 
 def marks(path):
@@ -19,21 +19,12 @@ def marks(path):
     return runs
 
 
-def wait_active(app, node, count, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if len(inspect_node(app, node, "active")) >= count:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{node} never had {count} active tasks")
-
-
 def test_python_worker_restores_what_a_killed_celeriac_worker_held(
         workers, celery_app, broker, tmp_path):
     victim = workers.celeriac("held", "-c", "1", "--prefetch-multiplier", "4")
     running = celery_app.signature("tests.mark").delay(str(tmp_path), 3000)
     waiting = [celery_app.signature("tests.mark").delay(str(tmp_path)) for _ in range(3)]
-    wait_active(celery_app, victim.node, 1)
+    wait_inspect(celery_app, victim.node, "active", 1)
     assert broker.client().hlen("unacked") == 4
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(5)
@@ -54,7 +45,7 @@ def test_celeriac_worker_restores_what_a_killed_python_worker_held(
         workers, celery_app, broker, tmp_path):
     victim = workers.python("held", "-c", "1", env={"INTEROP_ACKS_LATE": "1"})
     running = celery_app.signature("tests.mark").delay(str(tmp_path), 4000)
-    wait_active(celery_app, victim.node, 1)
+    wait_inspect(celery_app, victim.node, "active", 1)
     os.killpg(victim.proc.pid, signal.SIGKILL)  # the pool's children too
     victim.proc.wait(5)
     assert broker.client().hlen("unacked") >= 1

@@ -2,9 +2,6 @@
 (reconnects with backoff and jitter), and results of tasks that finished during the outage are
 stored once Redis is back."""
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,8 +9,7 @@ from celery import Celery
 
 from conftest import Process, celeriac_bin
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from chaos import RedisServer  # noqa: E402
+from chaos import RedisServer  # tests/chaos, on the path through conftest
 
 
 def cpu_seconds(pid):
@@ -23,7 +19,6 @@ def cpu_seconds(pid):
 
 def test_worker_survives_a_redis_restart(tmp_path):
     server = RedisServer(tmp_path)
-    server.start()
     worker = Process([celeriac_bin(), "worker", "-b", server.url(0), "--result-backend",
                       server.url(1), "--test-tasks", "-n", "outage@interop", "-c", "2"],
                      "outage", tmp_path)

@@ -1,0 +1,167 @@
+// BART decoder steps (transformers' BartDecoder / BartDecoderLayer with a cache, eager attention,
+// post-LN). All rows of a session advance together: every row's token sits at the same position.
+#include "florence/bart_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "florence/bart_kv_cache.h"
+#include "florence/weights_checkpoint.h"
+#include "florence/weights_layout.h"
+#include "nn/attention.h"
+#include "nn/elementwise.h"
+#include "nn/linear.h"
+#include "nn/norm.h"
+
+namespace celeriac::florence {
+
+class BartDecoderSession : public DecoderSession {
+ public:
+  BartDecoderSession(const BartDecoder& decoder, const nn::Tensor& states,
+                     std::span<const int64_t> lengths, int beams, int max_steps);
+
+  int rows() const override { return rows_; }
+  int vocab_size() const override { return decoder_.vocab_size(); }
+  const float* step(const std::vector<int32_t>& tokens) override;
+  void reorder(const std::vector<int>& parents) override;
+
+ private:
+  const BartDecoder& decoder_;
+  const int inputs_, beams_, rows_, d_, heads_;
+  const float scale_;                          // head_dim^-0.5
+  std::vector<int64_t> lengths_;               // [inputs] valid encoder rows
+  int64_t enc_seq_ = 0;                        // S: rows per input in the cross K/V
+  std::vector<nn::Tensor> cross_k_, cross_v_;  // per layer [inputs, S, d]
+  BeamKvCache cache_;
+  // Step buffers, allocated once.
+  nn::Tensor x_, q_, attended_;  // [rows, d]
+  nn::Tensor hidden_;            // [rows, F]
+  nn::Tensor logits_;            // [rows, V]
+};
+
+BartDecoderSession::BartDecoderSession(const BartDecoder& decoder, const nn::Tensor& states,
+                                       std::span<const int64_t> lengths, int beams, int max_steps)
+    : decoder_(decoder),
+      inputs_(static_cast<int>(states.dim(0))),
+      beams_(beams),
+      rows_(inputs_ * beams),
+      d_(decoder.config_.d_model),
+      heads_(decoder.config_.decoder_attention_heads),
+      scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(d_ / heads_)))),
+      lengths_(lengths.begin(), lengths.end()),
+      enc_seq_(states.dim(1)),
+      cache_(static_cast<int>(decoder.layers_.size()), rows_, max_steps, d_) {
+  // Cross-attention keys/values of every layer, once for the whole session (the reference
+  // computes them at the first step and keeps them in its cache).
+  const nn::Tensor flat = states.reshape({inputs_ * enc_seq_, d_});
+  for (const BartDecoderLayerWeights& layer : decoder.layers_) {
+    const BartAttentionWeights& a = layer.cross_attn;
+    cross_k_.push_back(nn::linear(flat, a.k_w, &a.k_b).reshape({inputs_, enc_seq_, d_}));
+    cross_v_.push_back(nn::linear(flat, a.v_w, &a.v_b).reshape({inputs_, enc_seq_, d_}));
+  }
+  x_ = nn::Tensor::empty({rows_, d_});
+  q_ = nn::Tensor::empty({rows_, d_});
+  attended_ = nn::Tensor::empty({rows_, d_});
+  hidden_ = nn::Tensor::empty({rows_, decoder.config_.decoder_ffn_dim});
+  logits_ = nn::Tensor::empty({rows_, decoder.vocab_size()});
+}
+
+const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
+  if (static_cast<int>(tokens.size()) != rows_)
+    throw nn::ShapeError("decoder step: " + std::to_string(tokens.size()) + " tokens for " +
+                         std::to_string(rows_) + " rows");
+  const BartDecoder& dec = decoder_;
+  const int t = cache_.append();
+
+  // x [rows, d] = LN_emb(shared[token] · scale + E_pos[t + 2])
+  embed_tokens(dec.embeddings_, tokens, x_);
+  nn::add_row(x_, dec.embeddings_.positions.slice0(t + 2, t + 3).reshape({d_}), x_);
+  nn::layer_norm(x_, dec.embeddings_.norm.weight, dec.embeddings_.norm.bias, kBartLayerNormEps, x_);
+
+  const nn::AttentionParams cross{.batch = inputs_,
+                                  .heads = heads_,
+                                  .head_dim = d_ / heads_,
+                                  .scale = scale_,
+                                  .key_lengths = lengths_};
+  for (size_t l = 0; l < dec.layers_.size(); ++l) {
+    const BartDecoderLayerWeights& layer = dec.layers_[l];
+    const int li = static_cast<int>(l);
+    // Self-attention: this position's keys/values go straight into the cache block.
+    const BartAttentionWeights& sa = layer.self_attn;
+    nn::linear(x_, sa.q_w, &sa.q_b, q_);
+    nn::linear(x_, sa.k_w, &sa.k_b, cache_.keys(li, t));
+    nn::linear(x_, sa.v_w, &sa.v_b, cache_.values(li, t));
+    cache_.attend(li, q_, heads_, scale_, attended_);
+    bart_attention_output(x_, attended_, sa, layer.self_attn_norm);
+
+    // Cross-attention: input b's beams are the `beams_` query rows of one product over its keys.
+    const BartAttentionWeights& ca = layer.cross_attn;
+    nn::linear(x_, ca.q_w, &ca.q_b, q_);
+    const int64_t per_input = int64_t{beams_} * d_, kv_stride = enc_seq_ * d_;
+    nn::attention({q_.data(), beams_, per_input, d_}, {cross_k_[l].data(), enc_seq_, kv_stride, d_},
+                  {cross_v_[l].data(), enc_seq_, kv_stride, d_}, cross,
+                  {attended_.mutable_data(), per_input, d_});
+    bart_attention_output(x_, attended_, ca, layer.cross_attn_norm);
+
+    bart_ffn_block(x_, layer.ffn, hidden_);
+  }
+  nn::linear(x_, dec.lm_head_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr, logits_);
+  return logits_.data();
+}
+
+void BartDecoderSession::reorder(const std::vector<int>& parents) {
+  // Cross-attention keys are per input: a row may only continue a beam of its own input.
+  for (int i = 0; i < static_cast<int>(parents.size()) && i < rows_; ++i)
+    if (parents[i] >= 0 && parents[i] / beams_ != i / beams_)
+      throw std::invalid_argument("reorder: row " + std::to_string(i) + " (input " +
+                                  std::to_string(i / beams_) + ") cannot continue row " +
+                                  std::to_string(parents[i]) + " of another input");
+  cache_.reorder(parents);
+}
+
+BartDecoder::BartDecoder(const Checkpoint& ckpt, int vocab) : config_(ckpt.config().text) {
+  check_bart_activation(config_);
+  embeddings_ = load_bart_embeddings(ckpt, config_, "decoder");
+  for (int i = 0; i < config_.decoder_layers; ++i) {
+    const std::string prefix = "language_model.model.decoder.layers." + std::to_string(i) + ".";
+    layers_.push_back({load_bart_attention(ckpt, prefix + "self_attn."),
+                       load_bart_norm(ckpt, prefix + "self_attn_layer_norm."),
+                       load_bart_attention(ckpt, prefix + "encoder_attn."),
+                       load_bart_norm(ckpt, prefix + "encoder_attn_layer_norm."),
+                       load_bart_ffn(ckpt, prefix)});
+  }
+  const nn::Tensor& table = embeddings_.tokens;
+  if (vocab < 1 || vocab > table.dim(0))
+    throw nn::ShapeError("BART decoder: " + std::to_string(vocab) +
+                         " logits from an embedding of " + std::to_string(table.dim(0)) + " rows");
+  lm_head_ = table.slice0(0, vocab);
+  const nn::Tensor bias = bart_weight(ckpt, std::string(kFinalLogitsBias));  // [1, rows]
+  if (bias.numel() < vocab)
+    throw nn::ShapeError("BART decoder: final_logits_bias " + bias.shape().to_string());
+  logits_bias_ = bias.reshape({bias.numel()}).slice0(0, vocab);
+  has_logits_bias_ = std::any_of(logits_bias_.data(), logits_bias_.data() + vocab,
+                                 [](float b) { return b != 0.0f; });
+}
+
+std::unique_ptr<DecoderSession> BartDecoder::start(const nn::Tensor& encoder_states,
+                                                   std::span<const int64_t> lengths,
+                                                   int beams_per_input, int max_steps) const {
+  if (encoder_states.rank() != 3 || encoder_states.dim(2) != config_.d_model ||
+      static_cast<int64_t>(lengths.size()) != encoder_states.dim(0) || encoder_states.dim(0) < 1)
+    throw nn::ShapeError("decoder start: states " + encoder_states.shape().to_string() + " with " +
+                         std::to_string(lengths.size()) + " lengths");
+  for (int64_t len : lengths)
+    if (len < 1 || len > encoder_states.dim(1))
+      throw nn::ShapeError("decoder start: length " + std::to_string(len) + " for " +
+                           std::to_string(encoder_states.dim(1)) + " rows");
+  if (beams_per_input < 1 || max_steps < 1 || max_steps > config_.max_position_embeddings)
+    throw nn::ShapeError("decoder start: " + std::to_string(beams_per_input) + " beams, " +
+                         std::to_string(max_steps) + " steps (position table " +
+                         std::to_string(config_.max_position_embeddings) + ")");
+  return std::make_unique<BartDecoderSession>(*this, encoder_states, lengths, beams_per_input,
+                                              max_steps);
+}
+
+}  // namespace celeriac::florence

@@ -1,0 +1,67 @@
+// Florence-2's BART decoder (spec §8) and the LM head, run one token per row per step through a
+// DecoderSession (florence/decoder_session.h):
+//   x = LN_emb(shared[token] · scale + E_pos[t + 2])          t = the row's step, start token at 0
+//   per layer: x = LN_sa(x + out(SelfAttn(x, cache)))        causal by construction (one query)
+//              x = LN_ca(x + out(CrossAttn(x, encoder)))     keys/values projected once per input
+//              x = LN_ff(x + fc2(gelu(fc1(x))))
+//   logits = x · shared[:V]ᵀ + final_logits_bias[:V]          tied lm_head, no final LayerNorm
+//
+//   BartDecoder decoder(checkpoint, vocab);
+//   auto session = decoder.start(states, lengths, beams, max_steps);   // [B, S, d] states
+//
+// A session holds per layer: cross-attention K/V [B, S, d] (one copy per input, shared by its
+// beams: the beams' queries are the rows of one product), and a self-attention BeamKvCache
+// reserved for max_steps positions. A step allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "florence/bart_layers.h"
+#include "florence/config.h"
+#include "florence/decoder_session.h"
+#include "nn/tensor.h"
+
+namespace celeriac::florence {
+
+class Checkpoint;
+
+struct BartDecoderLayerWeights {
+  BartAttentionWeights self_attn;
+  BartNormWeights self_attn_norm;   // self_attn_layer_norm
+  BartAttentionWeights cross_attn;  // encoder_attn
+  BartNormWeights cross_attn_norm;  // encoder_attn_layer_norm
+  BartFfnWeights ffn;
+};
+
+class BartDecoder {
+ public:
+  // Views of the weights (the checkpoint must outlive the decoder). `vocab` is the width of the
+  // logits: the first `vocab` rows of the tied embedding (<= its rows). Throws WeightsError.
+  BartDecoder(const Checkpoint& checkpoint, int vocab);
+
+  int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }
+  int d_model() const { return config_.d_model; }
+  int max_positions() const { return config_.max_position_embeddings; }
+
+  // encoder_states [B, S, d] with lengths[b] valid rows each; rows = B × beams_per_input, row r
+  // decoding input r / beams_per_input; max_steps in [1, max_positions()]. The states are not
+  // kept (their cross-attention projections are). Throws nn::ShapeError.
+  std::unique_ptr<DecoderSession> start(const nn::Tensor& encoder_states,
+                                        std::span<const int64_t> lengths, int beams_per_input,
+                                        int max_steps) const;
+
+ private:
+  friend class BartDecoderSession;
+
+  TextConfig config_;
+  BartEmbeddingWeights embeddings_;
+  std::vector<BartDecoderLayerWeights> layers_;
+  nn::Tensor lm_head_;            // [V, d]: the first V rows of the shared table
+  nn::Tensor logits_bias_;        // [V]: final_logits_bias (zeros when the file has none)
+  bool has_logits_bias_ = false;  // false when all zeros: the add is skipped
+};
+
+}  // namespace celeriac::florence

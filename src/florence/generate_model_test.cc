@@ -1,0 +1,184 @@
+// Florence-2 end to end on the tiny random-weight checkpoints: image -> prompt -> model ->
+// greedy / beam search -> decoded text -> post-processing, against what transformers' own
+// generate() and Microsoft's processor gave (tests/data/florence-tiny/reference: generations.json
+// from make_florence_tiny.py, parsed.json from make_florence_parsed.py). Random weights generate
+// long, repetitive sequences: the no-repeat 3-gram ban, the forced BOS and (in the 1024-token
+// run) the forced EOS at the position limit all decide tokens here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "florence/generate.h"
+#include "florence/model.h"
+#include "florence/postprocess.h"
+#include "florence/tokenizer.h"
+#include "image/decode.h"
+#include "image/preprocess.h"
+#include "nn/tensor.h"
+
+namespace celeriac::florence {
+namespace {
+
+using nlohmann::json;
+
+const std::filesystem::path kTiny = std::filesystem::path(CELERIAC_TEST_DATA) / "florence-tiny";
+
+json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  return json::parse(in);
+}
+
+std::string task_token(const std::string& task) { return task.substr(0, task.find('>') + 1); }
+
+// The reference, loaded once: generations, parsed results by (pair, run), the shared tokenizer
+// (two of the four folders carry no tokenizer files) and the decoded test images.
+struct Reference {
+  json generations = read_json(kTiny / "reference" / "generations.json");
+  std::map<std::pair<std::string, std::string>, std::string> parsed;
+  Tokenizer tokenizer = Tokenizer::load_florence(kTiny / "native-safetensors-fp32");
+  std::map<std::string, image::DecodedImage> images;
+
+  Reference() {
+    const json parsed_doc = read_json(kTiny / "reference" / "parsed.json");
+    for (const json& r : parsed_doc.at("records")) {
+      const std::string key_pair = r.at("pair"), key_run = r.at("run");
+      parsed[{key_pair, key_run}] = r.value("result", "error: " + r.value("error", ""));
+    }
+    for (const json& pair : generations.at("pairs")) {
+      const std::string name = pair.at("image");
+      if (!images.count(name)) {
+        images[name] = image::decode_image_file((kTiny / "images" / name).string());
+      }
+    }
+  }
+
+  static const Reference& get() {
+    static const Reference ref;
+    return ref;
+  }
+};
+
+// pixel_values [n, 3, H, W] of one image repeated n times.
+std::vector<float> pixels_of(const image::DecodedImage& img, const image::PreprocessOptions& o,
+                             int n, int* height, int* width) {
+  const image::PreprocessedImage p = image::preprocess(img, o);
+  *height = p.height;
+  *width = p.width;
+  std::vector<float> out;
+  for (int i = 0; i < n; ++i) out.insert(out.end(), p.chw.begin(), p.chw.end());
+  return out;
+}
+
+GenerationConfig config_for(const std::filesystem::path& dir, const json& kwargs) {
+  GenerationConfig c = GenerationConfig::from_model_dir(dir);
+  c.num_beams = kwargs.at("num_beams");
+  c.max_new_tokens = kwargs.at("max_new_tokens").get<int>();
+  return c;
+}
+
+class TinyCheckpoint : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
+  const Reference& ref = Reference::get();
+  const std::filesystem::path dir = kTiny / GetParam();
+  const Model model(dir);
+  int runs = 0;
+  for (const json& pair : ref.generations.at("pairs")) {
+    const std::string id = pair.at("pair");
+    SCOPED_TRACE(id + " " + pair.at("task").get<std::string>());
+    const std::vector<int32_t> prompt_ids = pair.at("prompt_ids");
+    EXPECT_EQ(ref.tokenizer.encode(pair.at("prompt").get<std::string>()), prompt_ids);
+    int h = 0, w = 0;
+    std::vector<float> pixels = pixels_of(ref.images.at(pair.at("image").get<std::string>()),
+                                          model.preprocess_options(), 1, &h, &w);
+    const EncodedBatch encoded =
+        model.encode(nn::Tensor::view(pixels.data(), {1, 3, h, w}), {prompt_ids});
+    for (const json& run : pair.at("runs")) {
+      const std::string name = run.at("name");
+      SCOPED_TRACE(name);
+      const GenerationConfig config = config_for(dir, run.at("generate_kwargs"));
+      auto session = model.start(encoded, config.num_beams, config.resolved_max_length() - 1);
+      const GenerationResult out = generate(*session, config);
+      ASSERT_EQ(out.sequences.size(), 1u);
+      const auto want = run.at("token_ids").get<std::vector<int32_t>>();
+      const auto& got = out.sequences[0];
+      const size_t first_diff =
+          std::mismatch(got.begin(), got.end(), want.begin(), want.end()).first - got.begin();
+      EXPECT_EQ(got.size(), want.size());
+      EXPECT_EQ(first_diff, got.size()) << "first different token at " << first_diff;
+      DecodeOptions decode;
+      decode.clean_up_tokenization_spaces = true;
+      const std::string text = ref.tokenizer.decode(out.sequences[0], decode);
+      EXPECT_TRUE(text == run.at("text").get<std::string>()) << "decoded text differs";
+      const json size = pair.at("image_size");
+      const std::string parsed = to_python_json(post_process_generation(
+          text, task_token(pair.at("task")), ImageSize{size[0].get<int>(), size[1].get<int>()}));
+      EXPECT_TRUE(parsed == ref.parsed.at({id, name}))
+          << "parsed result differs: " << parsed.substr(0, 200);
+      ++runs;
+    }
+  }
+  EXPECT_EQ(runs, 47);  // 23 pairs x (greedy, beam3) + p00's beam3_max1024
+}
+
+INSTANTIATE_TEST_SUITE_P(Florence, TinyCheckpoint,
+                         ::testing::Values("native-safetensors-fp32", "native-bin-bf16",
+                                           "remote-bin-fp16", "remote-sharded-bf16"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) c = c == '-' ? '_' : c;
+                           return s;
+                         });
+
+// Several inputs in one session (prompts of different lengths, sequences that end at different
+// steps): each must come out as it did alone, padded with pad_token_id to the longest.
+TEST(TinyCheckpointBatch, BeamSearchOverSeveralInputsMatchesSingleRuns) {
+  const Reference& ref = Reference::get();
+  const std::filesystem::path dir = kTiny / "native-safetensors-fp32";
+  const Model model(dir);
+  std::vector<const json*> pairs;
+  for (const json& pair : ref.generations.at("pairs")) {
+    if (pair.at("image") == "image0.png" && pairs.size() < 5) pairs.push_back(&pair);
+  }
+  for (int beams : {1, 3}) {
+    SCOPED_TRACE(beams);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::vector<int32_t>> expected;
+    for (const json* pair : pairs) {
+      prompts.push_back(pair->at("prompt_ids").get<std::vector<int32_t>>());
+      for (const json& run : pair->at("runs")) {
+        if (run.at("name") == (beams == 1 ? "greedy" : "beam3")) {
+          expected.push_back(run.at("token_ids").get<std::vector<int32_t>>());
+        }
+      }
+    }
+    ASSERT_EQ(expected.size(), pairs.size());
+    int h = 0, w = 0;
+    std::vector<float> pixels = pixels_of(ref.images.at("image0.png"), model.preprocess_options(),
+                                          static_cast<int>(pairs.size()), &h, &w);
+    const EncodedBatch encoded = model.encode(
+        nn::Tensor::view(pixels.data(), {static_cast<int64_t>(pairs.size()), 3, h, w}), prompts);
+    GenerationConfig config = GenerationConfig::from_model_dir(dir);
+    config.num_beams = beams;
+    config.max_new_tokens = 40;
+    auto session = model.start(encoded, beams, config.resolved_max_length() - 1);
+    const GenerationResult out = generate(*session, config);
+    ASSERT_EQ(out.sequences.size(), pairs.size());
+    size_t longest = 0;
+    for (const auto& e : expected) longest = std::max(longest, e.size());
+    for (size_t b = 0; b < pairs.size(); ++b) {
+      std::vector<int32_t> padded = expected[b];
+      padded.resize(longest, 1);  // pad_token_id
+      EXPECT_EQ(out.sequences[b], padded) << "input " << b;
+      EXPECT_EQ(out.lengths[b] + 1, static_cast<int>(expected[b].size()));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace celeriac::florence
