@@ -285,3 +285,29 @@ def test_process_pool_runs_retries_chains_rejects_and_failures_like_threads(work
     stats = inspect_node(celery_app, "pool-canvas@interop", "stats")
     assert stats["pool"]["implementation"] == "celeriac:processes"
     assert len(stats["pool"]["processes"]) == 2 and stats["pid"] not in stats["pool"]["processes"]
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_heartbeats_and_control_go_on_while_a_task_spins(workers, broker, celery_app, pool):
+    w = start(workers, f"busy-{pool}", pool, "-c", "1")
+    pubsub = broker.client().pubsub()
+    pubsub.psubscribe("/0.celeryev/worker.heartbeat")
+    pubsub.get_message(timeout=1)
+    r = celery_app.signature("tests.spin").delay(4.5)
+    t0 = time.time()
+    while not inspect_node(celery_app, w.node, "active"):
+        assert time.time() - t0 < 2
+    beats, pings = [], []
+    while time.time() - t0 < 4.0:
+        m = pubsub.get_message(timeout=0.1)
+        if m and m["type"] == "pmessage":
+            beats.append(json.loads(base64.b64decode(json.loads(m["data"])["body"])))
+        if len(pings) < 2:
+            p0 = time.time()
+            reply = celery_app.control.inspect(destination=[w.node], timeout=1).ping()
+            pings.append((reply, time.time() - p0))
+    pubsub.close()
+    assert not r.ready()  # all of the above happened while the task ran
+    assert any(b["hostname"] == w.node and b["active"] == 1 for b in beats)
+    assert all(reply == {w.node: {"ok": "pong"}} and took < 1.5 for reply, took in pings)
+    assert r.get(timeout=10) == 4.5
