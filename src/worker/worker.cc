@@ -507,7 +507,10 @@ bool executor_loop(Worker::State& s, int executor_id) {
           s.ready.push_front(batch[j]);
         }
         for (auto& f : finished) {
-          s.active.erase(f.request->message.id);
+          if (auto it = s.active.find(f.request->message.id);
+              it != s.active.end() && it->second == f.request) {
+            s.active.erase(it);
+          }
           finish_locked(s, std::move(f));
         }
         if (i + 1 < batch.size()) s.ready_cv.notify_all();
