@@ -195,8 +195,8 @@ Outcome outcome_of(const RequestPtr& r, TaskRun run, int terminate_signal) {
       o.kind = Outcome::Kind::Rejected;
       o.requeue = run.requeue;
       if (!run.requeue) {
-        o.dead_letter_reason = "rejected by the task" +
-                               (run.reject_reason.empty() ? "" : ": " + run.reject_reason);
+        o.dead_letter_reason =
+            "rejected by the task" + (run.reject_reason.empty() ? "" : ": " + run.reject_reason);
       }
       return o;
   }

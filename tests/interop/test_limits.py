@@ -121,8 +121,12 @@ def test_hard_limit_fails_the_task_and_the_worker_keeps_serving(workers, broker,
     # tests.spin never looks at its cancel flag: only the pool can stop it.
     r = celery_app.signature("tests.spin").apply_async((6,), time_limit=1.5)
     deadline = time.time() + 1
-    while not inspect_node(celery_app, w.node, "active") and time.time() < deadline:
+    while not (active := inspect_node(celery_app, w.node, "active")) and time.time() < deadline:
         time.sleep(0.05)
+    if pool == "processes":  # the child running it, as Celery's prefork reports worker_pid
+        stats = inspect_node(celery_app, w.node, "stats")
+        assert active[0]["worker_pid"] in stats["pool"]["processes"]
+        assert active[0]["worker_pid"] != stats["pid"]
     # Remote control never waits on a running task.
     t0 = time.time()
     replies = celery_app.control.inspect(destination=[w.node], timeout=1).ping()
