@@ -47,7 +47,7 @@ bin=build-bench/bench/florence
 warm() { cat "$model"/model.safetensors >/dev/null; }
 common=(--model "$model" --image "$image" --task "$task" --new-tokens "$new_tokens" --beams 3
         --threads "$threads" --runs "$runs")
-echo "bench/florence: probe, then PyTorch, then celeriac on cores $cores ($threads threads)" >&2
+echo "bench/florence: probe, then PyTorch, then celeriac on cores $cores ($threads thread(s))" >&2
 taskset -c "$cores" "$bin"/celeriac_bench_florence_probe >"$out"/florence-probe.json
 taskset -c "$cores" "$bin"/celeriac_bench_florence_bf16 >"$out"/florence-bf16.json
 warm

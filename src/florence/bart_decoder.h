@@ -11,7 +11,7 @@
 //
 // A session holds per layer: cross-attention K/V [B, S, d] (one copy per input, shared by its
 // beams: the beams' queries are the rows of one product), and a self-attention BeamKvCache
-// reserved for max_steps positions. A step allocates nothing.
+// reserved for max_steps positions. Steps allocate no tensors: buffers are made at start.
 #pragma once
 
 #include <cstdint>

@@ -16,17 +16,46 @@
 namespace celeriac::florence {
 namespace {
 
-CELERIAC_CLONES float dot(const float* a, const float* b, int64_t n) {
-  float sum = 0;
+// Where one row's key/value of one head sits: position p's block, the row's physical slot.
+struct HeadView {
+  const float* base;     // block 0, offset of the head
+  int64_t block_stride;  // floats between positions
+  int64_t width;         // floats between physical rows
+  const int32_t* slots;  // [rows, capacity]
+  int64_t capacity;
+  const float* at(int64_t row, int64_t p) const {
+    return base + p * block_stride + slots[row * capacity + p] * width;
+  }
+};
+
+// scores[i, p] = (q_i · k(i, p)) · scale for rows [0, rows) and positions [0, len). One call
+// per head: the loops stay inside the vectorised clone (a call per dot product cost more than
+// the product).
+CELERIAC_CLONES void head_scores(const HeadView& k, const float* q, int64_t q_stride, int64_t rows,
+                                 int64_t len, int64_t hd, float scale, float* scores) {
+  for (int64_t p = 0; p < len; ++p)
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* qi = q + i * q_stride;
+      const float* kp = k.at(i, p);
+      float sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+      for (int64_t d = 0; d < hd; ++d) sum += qi[d] * kp[d];
+      scores[i * len + p] = sum * scale;
+    }
 }
 
-// y += a · x
-CELERIAC_CLONES void axpy(float a, const float* x, float* y, int64_t n) {
+// out_i = Σ_p weights[i, p] · v(i, p), out rows `out_stride` apart (overwritten).
+CELERIAC_CLONES void head_values(const HeadView& v, const float* weights, int64_t rows, int64_t len,
+                                 int64_t hd, float* out, int64_t out_stride) {
+  for (int64_t i = 0; i < rows; ++i) std::fill_n(out + i * out_stride, hd, 0.0f);
+  for (int64_t p = 0; p < len; ++p)
+    for (int64_t i = 0; i < rows; ++i) {
+      const float w = weights[i * len + p];
+      const float* vp = v.at(i, p);
+      float* oi = out + i * out_stride;
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+      for (int64_t d = 0; d < hd; ++d) oi[d] += w * vp[d];
+    }
 }
 
 }  // namespace
@@ -69,26 +98,21 @@ void BeamKvCache::attend(int layer, const nn::Tensor& q, int heads, float scale,
       heads < 1 || width_ % heads)
     throw nn::ShapeError("BeamKvCache::attend: q " + q.shape().to_string() + ", out " +
                          out.shape().to_string() + ", heads " + std::to_string(heads));
-  const int64_t hd = width_ / heads, len = length_, block_stride = int64_t{rows_} * width_;
-  const float* k_base = block(layer, 0, 0);
-  const float* v_base = block(layer, 1, 0);
-  const int64_t tasks = int64_t{rows_} * heads;
-  // ~4·len·hd flops per task: short histories stay on one thread.
-  const int64_t grain = std::max<int64_t>(1, 50000 / std::max<int64_t>(1, 4 * len * hd));
-  nn::parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
-    scores.resize(len);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t i = t / heads, h = t % heads;
-      const int32_t* slots = slot_.data() + i * capacity_;
-      const float* qi = q.data() + i * width_ + h * hd;
-      for (int64_t p = 0; p < len; ++p)
-        scores[p] = dot(qi, k_base + p * block_stride + slots[p] * width_ + h * hd, hd) * scale;
-      nn::softmax_rows(nn::Tensor::view(scores.data(), {1, len}));
-      float* oi = out.mutable_data() + i * width_ + h * hd;
-      std::fill(oi, oi + hd, 0.0f);
-      for (int64_t p = 0; p < len; ++p)
-        axpy(scores[p], v_base + p * block_stride + slots[p] * width_ + h * hd, oi, hd);
+  const int64_t hd = width_ / heads, len = length_, rows = rows_;
+  const int64_t block_stride = rows * width_;
+  // One task per head, positions outermost and rows innermost: beams that share a prefix point
+  // at the same physical rows there, so a shared key/value row is read from memory once.
+  // ~4·rows·len·hd flops per task: short histories stay on one thread.
+  const int64_t grain = std::max<int64_t>(1, 50000 / std::max<int64_t>(1, 4 * rows * len * hd));
+  nn::parallel_for(heads, grain, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // [rows, len]
+    scores.resize(rows * len);
+    for (int64_t h = begin; h < end; ++h) {
+      const HeadView k{block(layer, 0, 0) + h * hd, block_stride, width_, slot_.data(), capacity_};
+      const HeadView v{block(layer, 1, 0) + h * hd, block_stride, width_, slot_.data(), capacity_};
+      head_scores(k, q.data() + h * hd, width_, rows, len, hd, scale, scores.data());
+      nn::softmax_rows(nn::Tensor::view(scores.data(), {rows, len}));
+      head_values(v, scores.data(), rows, len, hd, out.mutable_data() + h * hd, width_);
     }
   });
 }
