@@ -261,7 +261,11 @@ def test_worker_flags_and_task_defaults(workers, broker, celery_app):
     with pytest.raises(TimeLimitExceeded):
         r.get(timeout=10)
     assert stored(broker, r.id)["result"]["exc_message"] == [1]
-    # ...and the message header wins over both ([hard, soft] on the wire).
+    # ...a task's own options win over the flags (tests.limited: soft 0.5 s, not 0.2 s)...
+    t0 = time.time()
+    assert celery_app.signature("tests.limited").delay(5).get(timeout=10) == "soft time limit"
+    assert 0.45 < time.time() - t0 < 2
+    # ...and the message header wins over all of them ([hard, soft] on the wire).
     r = celery_app.signature("tests.spin").apply_async((1.5,), time_limit=3, soft_time_limit=2)
     assert r.get(timeout=10) == 1.5
 
