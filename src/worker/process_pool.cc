@@ -278,7 +278,33 @@ Outcome ChildSlot::run(const RequestPtr& r) {
                 // Delivery state the envelope does not carry as the parent received it.
                 {"redelivered", r->message.redelivered}};
   std::optional<std::string> reply;
-  if (write_frame(child_->fd(), frame.dump())) reply = read_frame(child_->fd());
+  std::string text = frame.dump();
+  bool sent = write_frame(child_->fd(), text);
+  if (!sent) {
+    // The child died while idle (OOM killer, a stray signal): the task never reached it, so
+    // it is not the task's fault. Replace the child and hand the task to the new one.
+    spdlog::warn("event=pool-child-lost-idle pid={} status=\"{}\"", child_->pid(),
+                 human_status(child_->reap()));
+    stop();
+    try {
+      start();
+      std::lock_guard lock(s_.mutex);
+      r->exec.child_pid = child_->pid();
+      sent = write_frame(child_->fd(), text);
+    } catch (const std::exception& e) {
+      spdlog::error("event=pool-child-start-failed error=\"{}\"", e.what());
+    }
+  }
+  if (sent) reply = read_frame(child_->fd());
+  if (!child_) {  // no child could be started for it
+    std::lock_guard lock(s_.mutex);
+    r->exec.child_pid = 0;
+    r->exec.answered = true;
+    Outcome o{r, Outcome::Kind::Failure};
+    o.error = {"WorkerLostError", "billiard.exceptions",
+               Json::array({"Could not start a pool child"})};
+    return o;
+  }
   int terminate_signal;
   bool hard_limit_hit;
   {

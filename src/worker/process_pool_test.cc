@@ -291,3 +291,15 @@ TEST_F(ChildSlotTest, TerminateSignalsTheChildOrStopsARequestNotYetSent) {
   std::lock_guard lock(state.mutex);
   EXPECT_FALSE(terminate_locked(state, done, SIGTERM));
 }
+
+TEST_F(ChildSlotTest, AChildThatDiedIdleIsReplacedWithoutFailingTheNextTask) {
+  ChildSlot slot(state);
+  pid_t first = *state.pool.child_pids.begin();
+  ::kill(first, SIGKILL);  // e.g. the OOM killer, between two tasks
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Outcome o = slot.run(request("tasks.add", Json::array({3, 4})));
+  EXPECT_EQ(o.kind, Outcome::Kind::Success);
+  EXPECT_EQ(o.value, 7);
+  ASSERT_EQ(state.pool.child_pids.size(), 1u);
+  EXPECT_NE(*state.pool.child_pids.begin(), first);
+}
