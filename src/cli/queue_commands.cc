@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "client/app.h"
 #include "tasks/builtin_tasks.h"
+#include "worker/process_pool.h"
 #include "worker/worker.h"
 
 namespace celeriac::cli {
@@ -53,6 +54,7 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   auto queues = std::make_shared<std::string>("celery");
   auto loglevel = std::make_shared<std::string>("info");
   auto test_tasks = std::make_shared<bool>(false);
+  auto pool = std::make_shared<std::string>("threads");
   opts->broker_url = env_or("CELERY_BROKER_URL", "REDIS_URL", opts->broker_url);
   opts->backend_url = env_or("CELERY_RESULT_BACKEND", nullptr, "");
   w->add_option("-b,--broker", opts->broker_url, "Broker URL (env CELERY_BROKER_URL, REDIS_URL)");
@@ -66,6 +68,12 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   w->add_flag("-E,--task-events", opts->task_events, "Send task events");
   w->add_flag("--test-tasks", *test_tasks, "Also register the tests.* tasks");
   w->add_option("--dead-letter", opts->dead_letter_key, "List for unprocessable messages");
+  w->add_option("-P,--pool", *pool,
+                "threads (default), processes (alias prefork: a child process per executor, "
+                "killable), solo (one thread)")
+      ->check(CLI::IsMember({"threads", "processes", "prefork", "solo"}));
+  w->add_option("--time-limit", opts->time_limit_s, "Hard time limit per task, seconds");
+  w->add_option("--soft-time-limit", opts->soft_time_limit_s, "Soft time limit per task, seconds");
   w->add_option("--max-deliveries", opts->max_deliveries,
                 "Dead-letter a message after its worker died running it this often (0 = never)");
   w->add_option("--visibility-timeout", opts->visibility_timeout_s,
@@ -73,6 +81,14 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);
+    if (*pool == "processes" || *pool == "prefork") {
+      opts->pool = worker::PoolKind::Processes;
+      // Children re-execute this binary (process_pool.h says why not fork).
+      opts->pool_child_argv = {"/proc/self/exe", "pool-child", "-l", *loglevel};
+      if (*test_tasks) opts->pool_child_argv.push_back("--test-tasks");
+    } else if (*pool == "solo") {
+      opts->concurrency = 1;  // as Celery's solo pool: one task at a time
+    }
     worker::TaskRegistry registry;
     tasks::register_builtin_tasks(registry);
     if (*test_tasks) tasks::register_test_tasks(registry);
@@ -100,6 +116,21 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
     });
     signals.detach();
     exit_code = wk.run();
+  });
+
+  // ---- pool-child (internal: started by `worker --pool processes`) ----
+  auto* pc = app.add_subcommand("pool-child", "Internal: a process pool child (fd 3)");
+  pc->group("");  // hidden from --help
+  auto pc_loglevel = std::make_shared<std::string>("info");
+  auto pc_test_tasks = std::make_shared<bool>(false);
+  pc->add_option("-l,--loglevel", *pc_loglevel, "debug, info, warning, error");
+  pc->add_flag("--test-tasks", *pc_test_tasks, "Also register the tests.* tasks");
+  pc->callback([=, &exit_code] {
+    set_log_level(*pc_loglevel);
+    worker::TaskRegistry registry;
+    tasks::register_builtin_tasks(registry);
+    if (*pc_test_tasks) tasks::register_test_tasks(registry);
+    exit_code = worker::run_pool_child(3, registry);
   });
 
   // ---- call ----

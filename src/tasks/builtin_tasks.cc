@@ -2,12 +2,16 @@
 #include "tasks/builtin_tasks.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "celery/codec.h"
@@ -61,9 +65,9 @@ Json sleep_task(TaskContext& ctx) {
   auto until = std::chrono::steady_clock::now() +
                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                    std::chrono::duration<double>(seconds.get<double>()));
-  // Sleep in slices so revoke(terminate=True) ends the task promptly.
+  // Sleep in slices so revoke(terminate=True) and the soft time limit end the task promptly.
   while (std::chrono::steady_clock::now() < until) {
-    if (ctx.cancelled()) throw TaskError("Terminated", "task was terminated", "celery.exceptions");
+    ctx.check_cancelled();
     auto left = until - std::chrono::steady_clock::now();
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
         left, std::chrono::milliseconds(20)));
@@ -96,6 +100,71 @@ Json flaky(TaskContext& ctx) {
                                          Json::array({"try again"})});
   }
   return ctx.retries();
+}
+
+// Burns CPU for `seconds` without ever looking at ctx.cancelled(): only a process pool can
+// stop it early.
+Json spin(TaskContext& ctx) {
+  const Json& seconds = ctx.arg(0, "seconds");
+  if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds.get<double>()));
+  volatile uint64_t sink = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < 10000; ++i) sink = sink + i;
+  }
+  return seconds;
+}
+
+// Waits up to `seconds` for a cancellation and reports which one it saw: how a task catches
+// its soft time limit and finishes cleanly (SUCCESS), as a Python task catching
+// SoftTimeLimitExceeded does.
+Json cancellable(TaskContext& ctx) {
+  const Json& seconds = ctx.arg(0, "seconds");
+  if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds.get<double>()));
+  while (std::chrono::steady_clock::now() < until) {
+    switch (ctx.cancel_reason()) {
+      case worker::CancelReason::SoftTimeLimit: return "soft time limit";
+      case worker::CancelReason::Revoked: return "revoked";
+      case worker::CancelReason::None: break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return "not cancelled";
+}
+
+// Maps a file read-only, touches every page and keeps the mapping for the life of the
+// process, as a worker keeps its memory-mapped model weights. bench/pool uses it to see whether
+// pool children share the pages (they do: the page cache backs every mapping of the file).
+Json map_file(TaskContext& ctx) {
+  const Json& path = ctx.arg(0, "path");
+  if (!path.is_string()) throw TaskError("TypeError", "path must be a string");
+  static std::mutex mutex;
+  static std::map<std::string, std::pair<const unsigned char*, size_t>> mapped;
+  std::unique_lock lock(mutex);
+  auto& [data, size] = mapped[path.get<std::string>()];
+  if (!data) {
+    int fd = ::open(path.get<std::string>().c_str(), O_RDONLY);
+    if (fd < 0) throw TaskError("FileNotFoundError", "cannot open " + path.get<std::string>());
+    struct stat st {};
+    ::fstat(fd, &st);
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw TaskError("OSError", "cannot map " + path.get<std::string>());
+    data = static_cast<const unsigned char*>(p);
+    size = static_cast<size_t>(st.st_size);
+  }
+  lock.unlock();  // the entry stays: mappings are never removed
+  uint64_t sum = 0;
+  for (size_t i = 0; i < size; i += 4096) sum += data[i];
+  if (const Json* hold = ctx.optional_arg(1, "hold_s"); hold && hold->is_number()) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(hold->get<double>()));
+  }
+  return sum;
 }
 
 // Leaves one file per execution in `dir` (so tests can count executions, duplicates included),
@@ -140,6 +209,12 @@ void register_test_tasks(worker::TaskRegistry& registry) {
   registry.add("tests.flaky", flaky, {.max_retries = 3, .default_retry_delay_s = 1});
   registry.add("tests.mark", mark);
   registry.add("tests.abort", abort_task);
+  registry.add("tests.map_file", map_file);
+  registry.add("tests.spin", spin);
+  registry.add("tests.cancellable", cancellable);
+  // Default time limits in the task's own options: soft 0.5 s, hard 2 s.
+  registry.add("tests.limited", cancellable,
+               {.time_limit_s = 2.0, .soft_time_limit_s = 0.5});
   registry.add("tests.reject", reject_task);
   // tests.mark acked at its start (Celery's default): at most once, lost if its worker dies.
   registry.add("tests.mark_once", mark, {.acks_late = false});

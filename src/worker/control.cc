@@ -1,13 +1,16 @@
 // Remote control ("pidbox") commands, answered as a Celery worker answers them
 // (celery-on-redis.md §8.5), so app.control.inspect() and Flower work unchanged.
 #include <spdlog/spdlog.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 
+#include "backend/result_backend.h"
 #include "celery/codec.h"
 #include "redis/url.h"
+#include "worker/time_limits.h"
 #include "worker/worker_state.h"
 
 namespace celeriac::worker {
@@ -90,13 +93,51 @@ Json queue_json(const std::string& name) {
           {"max_priority", nullptr}};
 }
 
+// As Celery >= 5.6.2's revoke: REVOKED "revoked" is stored at once for every id not running
+// here whose stored state says nobody started or finished it (none, PENDING, RECEIVED, RETRY,
+// REJECTED), so a client sees the revoke even before (or without) a worker discarding the
+// message. Without the request, as Celery: no group, no parent.
+void store_revoked_now(Worker::State& s, const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  try {
+    backend::ResultBackend backend(redis::Url::parse(s.options.backend_url),
+                                   backend::BackendOptions{s.options.result_expires_s});
+    std::vector<celery::ResultMeta> metas;
+    for (const auto& id : ids) {
+      if (auto meta = backend.get(id)) {
+        const std::string& st = meta->status;
+        if (st != celery::state::kPending && st != celery::state::kReceived &&
+            st != celery::state::kRetry && st != "REJECTED") {
+          continue;
+        }
+      }
+      celery::ResultMeta revoked;
+      revoked.task_id = id;
+      revoked.status = celery::state::kRevoked;
+      revoked.result = celery::ExceptionInfo{"TaskRevokedError", "celery.exceptions",
+                                             Json::array({"revoked"})}
+                           .to_json();
+      revoked.date_done = celery::unix_now();
+      metas.push_back(std::move(revoked));
+    }
+    if (!metas.empty()) backend.store(metas);
+  } catch (const std::exception& e) {
+    spdlog::warn("event=revoke-store-failed error=\"{}\"", e.what());
+  }
+}
+
 Json stats(Worker::State& s) {
   auto url = redis::Url::parse(s.options.broker_url);
   std::lock_guard lock(s.mutex);
   Json total = Json::object();
   for (const auto& [name, n] : s.total_by_task) total[name] = n;
   Json pids = Json::array();
-  for (int i = 0; i < s.pool_size; ++i) pids.push_back(static_cast<int>(::getpid()));
+  bool processes = s.options.pool == PoolKind::Processes;
+  if (processes) {
+    for (pid_t pid : s.pool.child_pids) pids.push_back(static_cast<int>(pid));
+  } else {
+    for (int i = 0; i < s.pool_size; ++i) pids.push_back(static_cast<int>(::getpid()));
+  }
   return {{"total", total},
           {"pid", static_cast<int>(::getpid())},
           {"clock", std::to_string(s.clock.value())},
@@ -107,7 +148,7 @@ Json stats(Worker::State& s) {
             {"max-tasks-per-child", "N/A"},
             {"put-guarded-by-semaphore", false},
             {"timeouts", Json::array({0, 0})},
-            {"implementation", "celeriac:threads"}}},
+            {"implementation", processes ? "celeriac:processes" : "celeriac:threads"}}},
           {"broker",
            {{"hostname", url.unix_socket.empty() ? url.host : url.unix_socket},
             {"userid", url.username.empty() ? Json() : Json(url.username)},
@@ -144,7 +185,9 @@ Json request_info(const Request& r, bool safe, const std::string& hostname) {
             {"routing_key", m.routing_key},
             {"priority", m.priority},
             {"redelivered", m.redelivered}}},
-          {"worker_pid", r.started_at ? Json(static_cast<int>(::getpid())) : Json()}};
+          {"worker_pid", !r.started_at           ? Json()
+                         : r.exec.child_pid > 0 ? Json(static_cast<int>(r.exec.child_pid))
+                                                : Json(static_cast<int>(::getpid()))}};
 }
 
 Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
@@ -244,23 +287,28 @@ Json handle_control(Worker::State& s, Worker& worker, const std::string& method,
     if (ids.is_string()) ids = Json::array({ids});
     if (!ids.is_array()) return error("revoke needs task_id");
     bool terminate = method == "terminate" || bool_arg(args, "terminate");
+    int signum = signal_number(string_arg(args, "signal"));
+    if (signum == 0) signum = SIGTERM;  // Celery would raise on an unknown name; be lenient
     std::vector<std::string> list;
     std::vector<std::string> terminated;
+    std::vector<std::string> not_running;
     {
       std::lock_guard lock(s.mutex);
       for (const auto& id : ids) {
         if (!id.is_string()) continue;
         list.push_back(id.get<std::string>());
         s.add_revoked_locked(list.back());
+        if (!s.active.count(list.back())) not_running.push_back(list.back());
         if (terminate) {
-          if (auto it = s.active.find(list.back()); it != s.active.end()) {
-            it->second->cancelled = true;
+          if (auto it = s.active.find(list.back());
+              it != s.active.end() && terminate_locked(s, it->second, signum)) {
             terminated.push_back(list.back());
           }
         }
       }
     }
     spdlog::info("event=revoke ids={} terminate={}", fmt::join(list, ","), terminate);
+    store_revoked_now(s, not_running);
     std::string joined;
     for (const auto& id : (terminate ? terminated : list)) joined += (joined.empty() ? "" : ", ") + id;
     if (terminate) return ok(terminated.empty() ? "terminate: tasks unknown" : "terminate: " + joined);

@@ -1,10 +1,19 @@
 // Every setting of a worker, built once from the environment and the command line.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace celeriac::worker {
+
+// Where tasks run (--pool). docs/decisions/executor-pool.md has the measurements.
+enum class PoolKind {
+  Threads,    // executor threads in the worker process: cheapest hand-off, but a task stuck
+              // in native code cannot be stopped (its thread is abandoned, see time_limits.h)
+  Processes,  // each executor thread drives one child process (Celery's prefork): a task
+              // can be killed at its hard limit or by revoke(terminate=True)
+};
 
 struct WorkerOptions {
   std::string broker_url = "redis://127.0.0.1:6379/0";  // CELERY_BROKER_URL / REDIS_URL
@@ -28,6 +37,13 @@ struct WorkerOptions {
   // most this long, then checks every list again; other lists wait at most this long.
   int idle_poll_max_ms = 100;
   double shutdown_grace_s = 60;             // how long SIGTERM waits for running tasks
+  PoolKind pool = PoolKind::Threads;         // --pool threads|processes (prefork)|solo
+  // The command that starts one pool child (process pool only): the worker appends nothing;
+  // the child speaks the pool protocol on fd 3 (process_pool.h). The CLI sets
+  // {"/proc/self/exe", "pool-child", ...} so the child registers the same tasks.
+  std::vector<std::string> pool_child_argv;
+  std::optional<double> time_limit_s;       // --time-limit: hard limit for every task
+  std::optional<double> soft_time_limit_s;  // --soft-time-limit
 };
 
 }  // namespace celeriac::worker

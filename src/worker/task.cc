@@ -27,6 +27,19 @@ const Json& TaskContext::arg(size_t i, const char* name) const {
   return *v;
 }
 
+void TaskContext::check_cancelled() const {
+  switch (cancelled_.reason()) {
+    case CancelReason::None:
+      return;
+    case CancelReason::SoftTimeLimit:
+      throw TaskError(celery::ExceptionInfo{"SoftTimeLimitExceeded", "billiard.exceptions",
+                                            Json::array()});
+    case CancelReason::Revoked:
+      throw TaskError(celery::ExceptionInfo{"Terminated", "billiard.exceptions",
+                                            Json::array({"revoked"})});
+  }
+}
+
 void TaskContext::retry(std::optional<double> countdown_s,
                         std::optional<celery::ExceptionInfo> reason) const {
   celery::ExceptionInfo why =

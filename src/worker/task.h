@@ -55,12 +55,37 @@ struct TaskOptions {
   // loses the task, but a task that must never run twice gets at-most-once.
   bool acks_late = true;
   bool ignore_result = false;          // store no SUCCESS/STARTED
+  std::optional<double> time_limit_s;       // hard limit; none = the worker's --time-limit
+  std::optional<double> soft_time_limit_s;  // soft limit; none = the worker's --soft-time-limit
+};
+
+// Why a running task is asked to stop. Set by the worker, read by the task.
+enum class CancelReason : int {
+  None = 0,
+  Revoked = 1,        // revoke(terminate=True)
+  SoftTimeLimit = 2,  // the soft time limit passed
+};
+
+// A flag the worker sets from another thread (threads pool) or a signal handler (process
+// pool): a lock-free atomic, so setting it is async-signal-safe.
+class CancelFlag {
+ public:
+  void set(CancelReason why) { reason_.store(static_cast<int>(why), std::memory_order_relaxed); }
+  void clear() { set(CancelReason::None); }
+  CancelReason reason() const {
+    return static_cast<CancelReason>(reason_.load(std::memory_order_relaxed));
+  }
+  bool is_set() const { return reason() != CancelReason::None; }
+
+ private:
+  std::atomic<int> reason_{0};
+  static_assert(std::atomic<int>::is_always_lock_free);
 };
 
 class TaskContext {
  public:
   TaskContext(const celery::TaskMessage& message, const TaskOptions& options,
-              std::string hostname, const std::atomic<bool>& cancelled)
+              std::string hostname, const CancelFlag& cancelled)
       : message_(message), options_(options), hostname_(std::move(hostname)),
         cancelled_(cancelled) {}
 
@@ -87,14 +112,21 @@ class TaskContext {
     throw RejectRequest{requeue, std::move(reason)};
   }
 
-  // True once the task was revoked with terminate or hit its soft time limit.
-  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  // True once the task was revoked with terminate or hit its soft time limit. Long tasks
+  // check it between steps; a task that never does is stopped from outside: in the process
+  // pool its child is signalled or killed, in the threads pool its thread is abandoned.
+  bool cancelled() const { return cancelled_.is_set(); }
+  CancelReason cancel_reason() const { return cancelled_.reason(); }
+  // Throws when cancelled: TaskError SoftTimeLimitExceeded (billiard.exceptions, no args, as
+  // Celery stores it) after the soft limit, Terminated after revoke(terminate=True). Uncaught,
+  // the first ends the task in FAILURE; the second is stored as REVOKED "terminated" anyway.
+  void check_cancelled() const;
 
  private:
   const celery::TaskMessage& message_;
   const TaskOptions& options_;
   std::string hostname_;
-  const std::atomic<bool>& cancelled_;
+  const CancelFlag& cancelled_;
 };
 
 using TaskFunction = std::function<Json(TaskContext&)>;

@@ -16,6 +16,9 @@
 #include "backend/result_backend.h"
 #include "broker/transport.h"
 #include "celery/codec.h"
+#include "worker/process_pool.h"
+#include "worker/run_task.h"
+#include "worker/time_limits.h"
 #include "worker/worker_state.h"
 
 namespace celeriac::worker {
@@ -46,29 +49,6 @@ class Backoff {
   int delay_ms_ = 100;
   std::mt19937 rng_{std::random_device{}()};
 };
-
-std::string short_traceback(const Request& r, const celery::ExceptionInfo& e,
-                            const std::string& hostname) {
-  // No Python frames exist; give the reader what a traceback is for: where and what.
-  return "Traceback (most recent call last):\n  File \"celeriac worker " + hostname +
-         "\", in task " + r.message.task + "[" + r.message.id + "]\n" + e.type + ": " +
-         e.message() + "\n";
-}
-
-celery::ExceptionInfo exception_from(const std::exception& e) {
-  if (auto* te = dynamic_cast<const TaskError*>(&e)) return te->info();
-  if (dynamic_cast<const nlohmann::json::type_error*>(&e) ||
-      dynamic_cast<const nlohmann::json::out_of_range*>(&e)) {
-    return {"TypeError", "builtins", Json::array({e.what()})};
-  }
-  if (dynamic_cast<const std::invalid_argument*>(&e) || dynamic_cast<const std::domain_error*>(&e)) {
-    return {"ValueError", "builtins", Json::array({e.what()})};
-  }
-  if (dynamic_cast<const std::out_of_range*>(&e)) {
-    return {"IndexError", "builtins", Json::array({e.what()})};
-  }
-  return {"Exception", "builtins", Json::array({e.what()})};
-}
 
 Json children_of(const std::vector<std::string>& ids) {
   Json children = Json::array();
@@ -135,6 +115,8 @@ void emit_received(Worker::State& s, const Request& r) {
                        {"expires", m.expires ? Json(celery::format_iso8601_utc(*m.expires)) : Json()}});
 }
 
+}  // namespace
+
 // A finished request frees its prefetch slot at once; its message stays in `unacked` until
 // the writer has stored the result and acked, so the slot's reuse risks nothing.
 void finish_locked(Worker::State& s, Outcome outcome) {
@@ -146,6 +128,8 @@ void finish_locked(Worker::State& s, Outcome outcome) {
   if (s.consumer_waiting) s.capacity_cv.notify_one();
 }
 
+namespace {
+
 // Decides what to do with one freshly reserved message. Called with the mutex held.
 void accept_delivery_locked(Worker::State& s, RequestPtr r) {
   const auto& m = r->message;
@@ -156,8 +140,8 @@ void accept_delivery_locked(Worker::State& s, RequestPtr r) {
     finish_locked(s, {r, Outcome::Kind::NotRegistered});
     return;
   }
-  emit_received(s, *r);
   double now = celery::unix_now();
+  // As Celery 5.7's strategy: a revoked or expired task is discarded before task-received.
   if (s.is_revoked_locked(m.id)) {
     finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked, .revoke_reason = "revoked"});
     return;
@@ -166,6 +150,7 @@ void accept_delivery_locked(Worker::State& s, RequestPtr r) {
     finish_locked(s, {.request = r, .kind = Outcome::Kind::Revoked, .revoke_reason = "expired"});
     return;
   }
+  emit_received(s, *r);
   if (m.eta && *m.eta > now) {
     s.scheduled.emplace(*m.eta, r);
     return;
@@ -196,7 +181,7 @@ Outcome poison_outcome(Worker::State& s, RequestPtr r, std::string envelope) {
                 m.id, r->queue, m.deliveries, reason);
   Outcome o{.request = r, .kind = Outcome::Kind::Failure};
   o.error = {"WorkerLostError", "billiard.exceptions", Json::array({"Task " + reason})};
-  o.traceback = short_traceback(*r, o.error, s.hostname);
+  o.traceback = short_traceback(r->message, o.error, s.hostname);
   o.dead_letter_reason = std::move(reason);
   o.envelope = std::move(envelope);
   return o;
@@ -381,6 +366,7 @@ RequestPtr take_ready_locked(Worker::State& s, std::unique_lock<std::mutex>& loc
       }
     }
     r->started_at = now;
+    begin_execution_locked(s, r);  // time limits, job number (time_limits.h)
     s.active[m.id] = r;
     s.push_event_locked("task-started", {{"uuid", m.id}});
     return r;
@@ -400,34 +386,10 @@ bool is_fast_locked(const Worker::State& s, const RequestPtr& r) {
          !s.rate_limits.count(r->message.task);
 }
 
+// Threads pool: the task runs on this thread.
 Outcome run_request(Worker::State& s, const RequestPtr& r) {
-  Outcome outcome{r};
-  auto start = Clock::now();
-  TaskContext ctx(r->message, r->task->options, s.hostname, r->cancelled);
-  try {
-    outcome.value = r->task->function(ctx);
-    outcome.kind = Outcome::Kind::Success;
-  } catch (const RejectRequest& reject) {
-    outcome.kind = Outcome::Kind::Rejected;
-    outcome.requeue = reject.requeue;
-    outcome.dead_letter_reason =
-        reject.requeue ? "" : "rejected by the task" + (reject.reason.empty() ? "" : ": " + reject.reason);
-  } catch (const RetryRequest& retry) {
-    outcome.kind = Outcome::Kind::Retry;
-    outcome.error = retry.reason;
-    outcome.retry_countdown_s = retry.countdown_s;
-    outcome.traceback = short_traceback(*r, retry.reason, s.hostname);
-  } catch (const std::exception& e) {
-    outcome.kind = Outcome::Kind::Failure;
-    outcome.error = exception_from(e);
-    outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
-  } catch (...) {
-    outcome.kind = Outcome::Kind::Failure;
-    outcome.error = {"Exception", "builtins", Json::array({"unknown C++ exception"})};
-    outcome.traceback = short_traceback(*r, outcome.error, s.hostname);
-  }
-  outcome.runtime_s = std::chrono::duration<double>(Clock::now() - start).count();
-  return outcome;
+  TaskRun run = run_task(*r->task, r->message, s.hostname, r->cancelled);
+  return outcome_of(r, std::move(run), 0);
 }
 
 // Records in celeriac.running.<node> which messages this executor is about to run: if the
@@ -490,10 +452,14 @@ class RunningMarker {
   Clock::time_point retry_at_{};
 };
 
-void executor_loop(Worker::State& s, int executor_id) {
+// Returns true when the thread was abandoned (time_limits.h): it is no longer counted as an
+// executor and must leave without touching the pool's books.
+bool executor_loop(Worker::State& s, int executor_id) {
   std::vector<Outcome> finished;  // handed over together with taking the next requests
   std::vector<RequestPtr> batch;
   RunningMarker marker(s, executor_id);
+  std::optional<ChildSlot> child;  // process pool: this executor's child process
+  if (s.options.pool == PoolKind::Processes) child.emplace(s);
   while (true) {
     batch.clear();
     {
@@ -501,17 +467,21 @@ void executor_loop(Worker::State& s, int executor_id) {
       for (auto& o : finished) {
         auto& avg = s.average_runtime_s[o.request->message.task];
         avg = avg == 0 ? o.runtime_s : 0.9 * avg + 0.1 * o.runtime_s;
-        s.active.erase(o.request->message.id);
+        // Only if it is still ours: a retry of the same id may be running elsewhere by now.
+        if (auto it = s.active.find(o.request->message.id);
+            it != s.active.end() && it->second == o.request) {
+          s.active.erase(it);
+        }
         finish_locked(s, std::move(o));
       }
       finished.clear();
       // pool_shrink: surplus executors leave when idle.
-      if (s.running_executors > s.pool_size.load()) return;
+      if (s.running_executors > s.pool_size.load()) return false;
       s.ready_cv.wait(lock, [&] {
         return s.stopping.load() || !s.ready.empty() || s.running_executors > s.pool_size.load();
       });
-      if (s.stopping) return;  // unstarted requests are requeued by the shutdown code
-      if (s.ready.empty()) return;  // shrunk
+      if (s.stopping) return false;  // unstarted requests are requeued by the shutdown code
+      if (s.ready.empty()) return false;  // shrunk
       RequestPtr r = take_ready_locked(s, lock);
       if (!r) continue;
       batch.push_back(r);
@@ -523,7 +493,31 @@ void executor_loop(Worker::State& s, int executor_id) {
       }
     }
     marker.mark(batch);
-    for (const auto& r : batch) finished.push_back(run_request(s, r));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const RequestPtr& r = batch[i];
+      std::optional<Outcome> o;
+      // (A request waiting behind others in a batch can be terminated before it starts.)
+      if (!r->exec.abandoned) o = child ? child->run(r) : run_request(s, r);
+      if (r->exec.abandoned) {
+        // Its outcome was recorded without us and this thread replaced: what else we took
+        // goes back to the front, and the thread leaves.
+        std::lock_guard lock(s.mutex);
+        for (size_t j = batch.size(); j-- > i + 1;) {
+          s.active.erase(batch[j]->message.id);
+          s.ready.push_front(batch[j]);
+        }
+        for (auto& f : finished) {
+          if (auto it = s.active.find(f.request->message.id);
+              it != s.active.end() && it->second == f.request) {
+            s.active.erase(it);
+          }
+          finish_locked(s, std::move(f));
+        }
+        if (i + 1 < batch.size()) s.ready_cv.notify_all();
+        return true;
+      }
+      finished.push_back(std::move(*o));
+    }
   }
 }
 
@@ -772,7 +766,8 @@ class Writer {
       case Outcome::Kind::Failure:
         meta.status = celery::state::kFailure;
         meta.result = o.error.to_json();
-        meta.traceback = o.traceback;
+        // Failures decided by the worker, not the task (time limit, lost child), have none.
+        meta.traceback = o.traceback.empty() ? Json() : Json(o.traceback);
         meta.date_done = now;
         break;
       case Outcome::Kind::Retry:
@@ -847,7 +842,12 @@ class Writer {
                                {"runtime", o.runtime_s}});
         break;
       case Outcome::Kind::Failure:
-        add("task-failed", {{"uuid", m.id}, {"exception", o.error.repr()}, {"traceback", o.traceback}});
+        add("task-failed", {{"uuid", m.id},
+                            {"exception", o.error.repr()},
+                            {"traceback", o.traceback.empty()
+                                              ? o.error.module + "." + o.error.type + ": " +
+                                                    o.error.repr() + "\n"
+                                              : o.traceback}});
         break;
       case Outcome::Kind::NotRegistered:
         add("task-failed", {{"uuid", m.id}, {"exception", "NotRegistered(" + celery::python_repr(m.task) + ")"}});
@@ -860,7 +860,7 @@ class Writer {
         break;
       case Outcome::Kind::Revoked:
         add("task-revoked", {{"uuid", m.id}, {"terminated", o.revoke_reason == "terminated"},
-                             {"signum", o.revoke_reason == "terminated" ? Json(15) : Json()},
+                             {"signum", o.revoke_reason == "terminated" ? Json(o.signum) : Json()},
                              {"expired", o.revoke_reason == "expired"}});
         break;
     }
@@ -1091,18 +1091,20 @@ void control_loop(Worker::State& s, Worker& worker) {
 
 // ---------------------------------------------------------------------------------------------
 
+void start_executor_locked(Worker::State& s) {
+  s.running_executors++;
+  s.threads.emplace_back([&s, id = s.next_executor_id++] {
+    if (executor_loop(s, id)) return;  // abandoned: already off the books
+    std::lock_guard lock(s.mutex);
+    s.running_executors--;
+    s.writer_cv.notify_all();
+  });
+}
+
 void grow_pool(Worker::State& s, int n) {
   std::lock_guard lock(s.mutex);
   s.pool_size += n;
-  for (int i = 0; i < n; ++i) {
-    s.running_executors++;
-    s.threads.emplace_back([&s, id = s.next_executor_id++] {
-      executor_loop(s, id);
-      std::lock_guard lock(s.mutex);
-      s.running_executors--;
-      s.writer_cv.notify_all();
-    });
-  }
+  for (int i = 0; i < n; ++i) start_executor_locked(s);
 }
 
 Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_unique<State>()) {
@@ -1118,6 +1120,9 @@ Worker::Worker(WorkerOptions options, TaskRegistry registry) : state_(std::make_
   s.events_enabled = s.options.task_events;
   s.pool_size = 0;  // grown to `concurrency` by run()
   s.queues = s.options.queues;
+  if (s.options.pool == PoolKind::Processes && s.options.pool_child_argv.empty()) {
+    throw std::invalid_argument("--pool processes needs the command that starts a pool child");
+  }
 }
 
 Worker::~Worker() {
@@ -1125,6 +1130,9 @@ Worker::~Worker() {
   for (auto& t : state_->threads) {
     if (t.joinable()) t.join();
   }
+  // An abandoned executor thread may still be inside a task and will touch the state when the
+  // task returns: the state must outlive it, so it is left allocated.
+  if (state_->pool.abandoned_threads > 0) (void)state_.release();
 }
 
 const std::string& Worker::hostname() const { return state_->hostname; }
@@ -1169,10 +1177,15 @@ int Worker::run() {
   std::thread writer([&s] { Writer(s).run(); });
   std::thread consumer([&s] { consumer_loop(s); });
   std::thread control([&s, this] { control_loop(s, *this); });
+  std::thread limits([&s] { time_limit_loop(s); });
   grow_pool(s, s.options.concurrency);
 
   consumer.join();
-  // Warm shutdown: running tasks finish (executors exit after their current task).
+  // Warm shutdown: running tasks finish (executors exit after their current task); the writer
+  // leaves once no executor is left and every outcome is written. Executors are joined after
+  // it, so an abandoned thread (time_limits.h), detached meanwhile, is never waited for.
+  writer.join();
+  limits.join();
   while (true) {
     std::vector<std::thread> executors;
     {
@@ -1182,7 +1195,6 @@ int Worker::run() {
     if (executors.empty()) break;
     for (auto& t : executors) t.join();
   }
-  writer.join();
 
   // Held but never started (prefetched, scheduled): back to their queues, as kombu restores
   // a closing consumer's unacked messages.

@@ -4,11 +4,13 @@
 // Threads (each with its own Redis connections; nothing blocks another):
 //   consumer   reserves batches of messages (atomic Lua reserve, prefetch limit), decodes them,
 //              discards revoked/expired ones, holds ETA tasks until due, feeds the executors.
-//   executors  run task functions (--concurrency of them).
+//   executors  run task functions (--concurrency of them): on the thread itself (--pool threads)
+//              or in one child process each (--pool processes; process_pool.h).
 //   writer     turns finished tasks into results in batches: child messages (retries,
 //              callbacks, chains, chords) first, then one result-store round trip, then one
 //              ack + events round trip. Batching is what makes small tasks cheap.
 //   control    remote control (pidbox) and worker heartbeats.
+//   limits     soft/hard time limits of running tasks (time_limits.h); no Redis.
 // Shutdown (SIGTERM or the `shutdown` command) stops consuming, lets running tasks finish,
 // returns held-but-unstarted messages to their queues and says worker-offline.
 #pragma once

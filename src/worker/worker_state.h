@@ -19,6 +19,7 @@
 #include "celery/message.h"
 #include "celery/result.h"
 #include "worker/events.h"
+#include "worker/execution.h"
 #include "worker/options.h"
 #include "worker/registry.h"
 #include "worker/worker.h"
@@ -32,7 +33,8 @@ struct Request {
   const RegisteredTask* task = nullptr;  // nullptr: not registered here
   double received_at = 0;
   std::optional<double> started_at;
-  std::atomic<bool> cancelled{false};
+  CancelFlag cancelled;  // what the task itself sees (ctx.cancelled())
+  Execution exec;        // what the worker needs to stop it from outside
 };
 using RequestPtr = std::shared_ptr<Request>;
 
@@ -47,6 +49,7 @@ struct Outcome {
   double runtime_s = 0;
   double retry_countdown_s = 0;  // Retry
   std::string revoke_reason;     // Revoked: "revoked", "expired", "terminated"
+  int signum = 0;                // Revoked "terminated": the signal that ended it
   bool requeue = false;          // Rejected: back to the queue (else dead-lettered)
   // Failure of a poison message: filed in the dead-letter list with this reason when acked.
   std::string dead_letter_reason;
@@ -92,6 +95,7 @@ struct Worker::State {
   std::map<std::string, RateLimit> rate_limits;
   std::map<std::string, std::pair<std::optional<double>, std::optional<double>>> time_limits;
   bool consumer_waiting = false;  // the consumer sleeps on capacity_cv
+  PoolBookkeeping pool;           // process pool children, abandoned threads, job numbers
 
   std::vector<std::thread> threads;
 
@@ -107,6 +111,10 @@ struct Worker::State {
 
 // Starts `n` more executor threads (pool_grow); they are joined at shutdown.
 void grow_pool(Worker::State& state, int n);
+// Starts one executor thread without changing the pool size (replaces an abandoned one).
+void start_executor_locked(Worker::State& state);
+// Hands a finished request's outcome to the writer and frees its prefetch slot.
+void finish_locked(Worker::State& state, Outcome outcome);
 
 // Remote control: handles one pidbox request body, returning the reply (or null for none).
 // Defined in control.cc.

@@ -59,3 +59,37 @@ def mark(self, dir, ms=0):
     with open(path, "x") as f:
         f.write(self.request.hostname + "\n")
     return self.request.hostname
+
+
+@app.task(name="tests.abort")
+def abort():
+    os.abort()
+
+
+@app.task(name="tests.spin")
+def spin(seconds):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds
+
+
+def _cancellable(seconds):
+    import time
+    from celery.exceptions import SoftTimeLimitExceeded
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "soft time limit"
+    return "not cancelled"
+
+
+@app.task(name="tests.cancellable")
+def cancellable(seconds):
+    return _cancellable(seconds)
+
+
+@app.task(name="tests.limited", time_limit=2, soft_time_limit=0.5)
+def limited(seconds):
+    return _cancellable(seconds)

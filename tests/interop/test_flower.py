@@ -89,6 +89,10 @@ def test_flower_sees_workers_and_tasks(workers, broker, flower, celery_app):
 def test_flower_controls_take_effect(workers, broker, flower, celery_app):
     w = workers.celeriac("fw2", "-c", "2")
     wait_until(lambda: api(flower, "/api/workers?refresh=1").get(w.node), what="known to flower")
+    # Flower's event receiver subscribes some time after its HTTP side is up; the offline check
+    # below needs it to have seen this worker's events (a heartbeat comes every 2 s).
+    wait_until(lambda: w.node in api(flower, "/api/workers?status=true"),
+               what="worker events seen by flower")
     api(flower, f"/api/worker/pool/grow/{w.node}?n=2", "POST")
     stats = wait_until(lambda: (celery_app.control.inspect(destination=[w.node], timeout=1)
                                 .stats() or {}).get(w.node), what="stats")
