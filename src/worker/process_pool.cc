@@ -350,14 +350,27 @@ Outcome ChildSlot::run(const RequestPtr& r) {
 }
 
 Outcome on_child_lost(Worker::State& s, const RequestPtr& r, int wait_status) {
-  (void)s;
   // billiard numbers jobs from 0.
   std::string text = "Worker exited prematurely: " + human_status(wait_status) +
                      " Job: " + std::to_string(r->exec.job - 1) + ".";
-  spdlog::error("task={} id={} event=worker-lost reason=\"{}\"", r->message.task, r->message.id,
-                text);
+  int deliveries = r->message.deliveries + 1;
+  spdlog::error("task={} id={} event=worker-lost deliveries={} reason=\"{}\"", r->message.task,
+                r->message.id, deliveries, text);
+  // A crash may be transient (the OOM killer, a bad node): the message goes back to its queue
+  // with its delivery count raised, as Celery's task_reject_on_worker_lost does, until it has
+  // killed max_deliveries children — then it is a poison message, as in the threads pool.
+  if (s.options.max_deliveries > 0 && deliveries < s.options.max_deliveries) {
+    Outcome o{r, Outcome::Kind::Rejected};
+    o.requeue = true;
+    o.died_running = true;
+    return o;
+  }
   Outcome o{r, Outcome::Kind::Failure};
   o.error = {"WorkerLostError", "billiard.exceptions", Json::array({text})};
+  if (s.options.max_deliveries > 0) {
+    o.dead_letter_reason = "delivered " + std::to_string(deliveries) +
+                           " times without completing: " + text;
+  }
   return o;  // no traceback: stored as null, as Celery's main process stores it
 }
 

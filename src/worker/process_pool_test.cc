@@ -161,8 +161,17 @@ TEST(PoolChildProcess, AParentSeesItsChildAbortAndGetsCeleryText) {
   r->message.task = "tests.abort";
   r->message.id = "id-1";
   r->exec.job = 3;
+  // Below --max-deliveries the message goes back with its count raised (task_reject_on_worker_lost).
+  Outcome again = on_child_lost(state, r, status);
+  EXPECT_EQ(again.kind, Outcome::Kind::Rejected);
+  EXPECT_TRUE(again.requeue && again.died_running);
+  // The last allowed delivery: FAILURE as Celery stores it, and the dead-letter list.
+  r->message.deliveries = state.options.max_deliveries - 1;
   Outcome o = on_child_lost(state, r, status);
   EXPECT_EQ(o.kind, Outcome::Kind::Failure);
+  EXPECT_EQ(o.dead_letter_reason,
+            "delivered 5 times without completing: Worker exited prematurely: signal 6 (SIGABRT) "
+            "Job: 2.");
   EXPECT_EQ(
       o.error.to_json(),
       (Json{{"exc_type", "WorkerLostError"},

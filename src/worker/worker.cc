@@ -611,11 +611,11 @@ class Writer {
     std::vector<celery::ResultMeta> metas;
     std::vector<const Outcome*> chord_members;
     std::vector<std::string> tags;
-    std::vector<std::string> requeue_tags;
+    std::vector<std::pair<std::string, bool>> requeue_tags;  // tag, died running
     for (const Outcome& o : batch) {
       const auto& m = o.request->message;
       if (o.kind == Outcome::Kind::Rejected && o.requeue) {
-        if (!m.delivery_tag.empty()) requeue_tags.push_back(m.delivery_tag);
+        if (!m.delivery_tag.empty()) requeue_tags.emplace_back(m.delivery_tag, o.died_running);
       } else if (!m.delivery_tag.empty()) {
         tags.push_back(m.delivery_tag);
       }
@@ -671,7 +671,7 @@ class Writer {
                       event_envelope(body, s_.hostname, rk)});
     }
     run_pipeline(cmds);
-    for (const auto& tag : requeue_tags) transport_->requeue(tag);
+    for (const auto& [tag, died] : requeue_tags) transport_->requeue(tag, false, "", died);
     std::lock_guard lock(s_.mutex);
     for (const Outcome& o : batch) {
       s_.processed++;

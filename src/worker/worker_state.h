@@ -51,6 +51,7 @@ struct Outcome {
   std::string revoke_reason;     // Revoked: "revoked", "expired", "terminated"
   int signum = 0;                // Revoked "terminated": the signal that ended it
   bool requeue = false;          // Rejected: back to the queue (else dead-lettered)
+  bool died_running = false;     // Rejected by a lost pool child: the requeue counts a delivery
   // Failure of a poison message: filed in the dead-letter list with this reason when acked.
   std::string dead_letter_reason;
   std::string envelope;          // the message as it was in the queue (dead-letter entries only)

@@ -135,6 +135,7 @@ def run(tasks=5000, kills=10, redis_restarts=1, workers=2, concurrency=2, min_ms
         faults += [(rng.uniform(0.2, 0.7) * span, "redis") for _ in range(redis_restarts)]
         started = time.time()
         restarts = []  # (due time, worker)
+        kills_done = 0  # a kill falls through when every worker is down at that moment
         for at, what in sorted(faults):
             while time.time() - started < at:
                 for due, w in list(restarts):
@@ -146,6 +147,7 @@ def run(tasks=5000, kills=10, redis_restarts=1, workers=2, concurrency=2, min_ms
                 w = rng.choice([w for w in pool if w.proc.poll() is None] or pool)
                 if w.proc.poll() is None:
                     w.kill()
+                    kills_done += 1
                     log(f"{time.time() - started:6.2f}s SIGKILL {w.name}")
                     restarts.append((time.time() + rng.uniform(0, 1.0), w))
             else:
@@ -170,7 +172,7 @@ def run(tasks=5000, kills=10, redis_restarts=1, workers=2, concurrency=2, min_ms
             runs[name.split(".")[0]] = runs.get(name.split(".")[0], 0) + 1
         lost = [t for t in ids if status.get(t) != "SUCCESS"]
         summary = {
-            "tasks": tasks, "kills": kills, "redis_restarts": redis_restarts, "seed": seed,
+            "tasks": tasks, "kills": kills, "kills_done": kills_done, "redis_restarts": redis_restarts, "seed": seed,
             "lost": len(lost), "duplicates": sum(n - 1 for n in runs.values() if n > 1),
             "never_ran": sum(1 for t in ids if t not in runs),
             "executions": sum(runs.values()), "seconds": round(elapsed, 1),

@@ -9,4 +9,5 @@ def test_no_task_lost_when_workers_and_redis_die(tmp_path, capsys):
     assert summary["lost"] == 0, summary
     assert summary["never_ran"] == 0
     assert summary["unacked_left"] == 0
-    assert sum(summary["worker_starts"].values()) == 2 + 3
+    assert summary["kills_done"] >= 1
+    assert sum(summary["worker_starts"].values()) == 2 + summary["kills_done"]

@@ -55,3 +55,20 @@ def test_prefetched_messages_of_a_crashed_worker_are_not_counted(workers, celery
     assert deaths == 2
     assert [b.get(timeout=10) for b in bystanders] == [
         {"args": [i], "kwargs": {}} for i in range(5)]
+
+
+def test_process_pool_requeues_a_crashing_message_until_the_fifth_lost_child(
+        workers, celery_app, broker):
+    """In the process pool only the child dies: the worker requeues the message with its count
+    raised (as Celery's task_reject_on_worker_lost) and dead-letters it at the fifth."""
+    worker = workers.celeriac("poison-pool", "--pool", "processes", "-c", "1")
+    poison = celery_app.signature("tests.abort").delay()
+    echoes = [celery_app.signature("tests.echo").delay(i) for i in range(5)]
+    with pytest.raises(WorkerLostError, match=r"Worker exited prematurely: signal 6 \(SIGABRT\)"):
+        poison.get(timeout=60)
+    assert [e.get(timeout=30) for e in echoes] == [{"args": [i], "kwargs": {}} for i in range(5)]
+    assert worker.alive()
+    letters = [json.loads(x) for x in broker.client().lrange("celeriac.deadletter", 0, -1)]
+    assert len(letters) == 1
+    assert letters[0]["reason"].startswith("delivered 5 times without completing: Worker exited")
+    assert worker.output().count("event=worker-lost") == 5
