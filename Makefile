@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: run test deps venv build unit interop chaos clean
+.PHONY: run test deps venv build unit interop chaos florence-base-check clean
 
 run: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -33,6 +33,17 @@ interop: build venv
 # Issue 3's chaos test at full size (5,000 tasks, 10 worker SIGKILLs, one redis-server kill).
 chaos: build venv
 	CELERIAC_BIN=$(BUILD)/celeriac .venv/bin/python tests/chaos/chaos.py
+
+# Issue 5's acceptance on the full Florence-2-base configuration with random weights (made
+# locally, never committed; needs .venv-ml and, for the parsed results, Microsoft's
+# processing_florence2.py: REMOTE_CODE=path/processing_florence2.py).
+BASE_DIR ?= .cache/florence-2-base-random
+florence-base-check: build
+	test -d $(BASE_DIR) || (scripts/setup-ml-venv.sh && .venv-ml/bin/python scripts/fixtures/make_florence_base_random.py --out $(BASE_DIR))
+	test -f $(BASE_DIR)/reference/parsed.json || .venv-ml/bin/python scripts/fixtures/make_florence_parsed.py --remote-code $(REMOTE_CODE) --reference $(BASE_DIR)/reference
+	export CELERIAC_FLORENCE_BASE=$(abspath $(BASE_DIR)) OMP_WAIT_POLICY=PASSIVE; \
+	  $(BUILD)/src/florence/celeriac_florence_model_test --gtest_filter='*Base*' && \
+	  $(BUILD)/src/florence/celeriac_florence_generate_model_test --gtest_filter='Base*'
 
 clean:
 	rm -rf $(BUILD)

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -35,16 +36,21 @@ json read_json(const std::filesystem::path& path) {
 
 std::string task_token(const std::string& task) { return task.substr(0, task.find('>') + 1); }
 
-// The reference, loaded once: generations, parsed results by (pair, run), the shared tokenizer
-// (two of the four folders carry no tokenizer files) and the decoded test images.
+// A reference set — generations, parsed results by (pair, run), the shared tokenizer (two of
+// the four tiny folders carry no tokenizer files) and the decoded images — under `root`, laid
+// out as make_florence_tiny.py and make_florence_base_random.py write it.
 struct Reference {
-  json generations = read_json(kTiny / "reference" / "generations.json");
+  std::filesystem::path root;
+  json generations;
   std::map<std::pair<std::string, std::string>, std::string> parsed;
-  Tokenizer tokenizer = Tokenizer::load_florence(kTiny / "native-safetensors-fp32");
+  Tokenizer tokenizer;
   std::map<std::string, image::DecodedImage> images;
 
-  Reference() {
-    const json parsed_doc = read_json(kTiny / "reference" / "parsed.json");
+  Reference(const std::filesystem::path& dir, const std::string& tokenizer_folder)
+      : root(dir),
+        generations(read_json(dir / "reference" / "generations.json")),
+        tokenizer(Tokenizer::load_florence(dir / tokenizer_folder)) {
+    const json parsed_doc = read_json(dir / "reference" / "parsed.json");
     for (const json& r : parsed_doc.at("records")) {
       const std::string key_pair = r.at("pair"), key_run = r.at("run");
       parsed[{key_pair, key_run}] = r.value("result", "error: " + r.value("error", ""));
@@ -52,13 +58,13 @@ struct Reference {
     for (const json& pair : generations.at("pairs")) {
       const std::string name = pair.at("image");
       if (!images.count(name)) {
-        images[name] = image::decode_image_file((kTiny / "images" / name).string());
+        images[name] = image::decode_image_file((dir / "images" / name).string());
       }
     }
   }
 
-  static const Reference& get() {
-    static const Reference ref;
+  static const Reference& tiny() {
+    static const Reference ref(kTiny, "native-safetensors-fp32");
     return ref;
   }
 };
@@ -81,11 +87,9 @@ GenerationConfig config_for(const std::filesystem::path& dir, const json& kwargs
   return c;
 }
 
-class TinyCheckpoint : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
-  const Reference& ref = Reference::get();
-  const std::filesystem::path dir = kTiny / GetParam();
+// Every run of the reference from the image file on: preprocess, prompt ids, model, search,
+// decode, post-process. Returns how many runs were checked.
+int check_like_the_reference(const Reference& ref, const std::filesystem::path& dir) {
   const Model model(dir);
   int runs = 0;
   for (const json& pair : ref.generations.at("pairs")) {
@@ -104,7 +108,8 @@ TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
       const GenerationConfig config = config_for(dir, run.at("generate_kwargs"));
       auto session = model.start(encoded, config.num_beams, config.resolved_max_length() - 1);
       const GenerationResult out = generate(*session, config);
-      ASSERT_EQ(out.sequences.size(), 1u);
+      EXPECT_EQ(out.sequences.size(), 1u);
+      if (out.sequences.size() != 1) continue;
       const auto want = run.at("token_ids").get<std::vector<int32_t>>();
       const auto& got = out.sequences[0];
       const size_t first_diff =
@@ -123,7 +128,28 @@ TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
       ++runs;
     }
   }
-  EXPECT_EQ(runs, 47);  // 23 pairs x (greedy, beam3) + p00's beam3_max1024
+  return runs;
+}
+
+class TinyCheckpoint : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
+  // 23 pairs x (greedy, beam3) + p00's beam3_max1024
+  EXPECT_EQ(check_like_the_reference(Reference::tiny(), kTiny / GetParam()), 47);
+}
+
+// Acceptance on the full Florence-2-base configuration (random weights, generated locally and
+// never committed; `make florence-base-check` makes it and runs this): both key layouts, every
+// reference run greedy and with 3 beams, tokens, text and parsed results identical.
+TEST(BaseCheckpoint, GeneratesAndParsesLikeTheReference) {
+  const char* root = std::getenv("CELERIAC_FLORENCE_BASE");
+  if (!root) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+  const Reference ref(root, "native");
+  const int runs = 2 * static_cast<int>(ref.generations.at("pairs").size());
+  for (const char* layout : {"native", "remote"}) {
+    SCOPED_TRACE(layout);
+    EXPECT_EQ(check_like_the_reference(ref, std::filesystem::path(root) / layout), runs);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Florence, TinyCheckpoint,
@@ -138,7 +164,7 @@ INSTANTIATE_TEST_SUITE_P(Florence, TinyCheckpoint,
 // Several inputs in one session (prompts of different lengths, sequences that end at different
 // steps): each must come out as it did alone, padded with pad_token_id to the longest.
 TEST(TinyCheckpointBatch, BeamSearchOverSeveralInputsMatchesSingleRuns) {
-  const Reference& ref = Reference::get();
+  const Reference& ref = Reference::tiny();
   const std::filesystem::path dir = kTiny / "native-safetensors-fp32";
   const Model model(dir);
   std::vector<const json*> pairs;
