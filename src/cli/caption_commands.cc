@@ -8,24 +8,15 @@
 // cannot be loaded (missing tensor, bad config, Hub failure).
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
-#include "florence/generate.h"
-#include "florence/hub.h"
-#include "florence/model.h"
+#include "florence/engine.h"
+#include "florence/engine_library.h"
 #include "florence/postprocess.h"
-#include "florence/prompts.h"
-#include "florence/tokenizer.h"
-#include "florence/weights_tensor.h"
-#include "image/decode.h"
-#include "image/image_error.h"
-#include "image/preprocess.h"
-#include "nn/tensor.h"
 
 namespace celeriac::cli {
 namespace {
@@ -44,96 +35,43 @@ struct CaptionArgs {
   bool raw = false;                     // also print ids and decoded text
 };
 
-// Request errors (exit 2), image errors (3) and model errors (4), each printed as one line.
-struct RequestError : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
-
-florence::GenerationConfig generation_config(const CaptionArgs& a,
-                                             const std::filesystem::path& dir) {
-  florence::GenerationConfig c = florence::GenerationConfig::from_model_dir(dir);
-  c.set("max_new_tokens", std::to_string(a.max_new_tokens));
-  if (a.num_beams) c.set("num_beams", std::to_string(*a.num_beams));
-  if (a.min_new_tokens) c.set("min_new_tokens", std::to_string(*a.min_new_tokens));
-  for (const std::string& kv : a.generation) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos) throw RequestError("--generation takes KEY=VALUE, not " + kv);
-    c.set(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  return c;
-}
-
+// The model runs in the engine module, loaded here on first use: the executable links none of
+// oneDNN/OpenMP (florence/engine_library.h). The engine checks task, text and image before it
+// reads the model, so a bad request fails fast.
 int run_caption(const CaptionArgs& a) {
-  // The cheap checks first: a bad task or image fails before the model is read.
-  const std::string prompt = florence::build_prompt(
-      a.task, a.text ? std::optional<std::string_view>(*a.text) : std::nullopt);
-  const image::DecodedImage decoded = image::decode_image_file(a.image);
+  florence::EngineOptions options;
+  options.model = a.model;
+  options.revision = a.revision;
+  options.tokenizer_dir = a.tokenizer;
+  options.num_beams = a.num_beams;
+  options.max_new_tokens = a.max_new_tokens;
+  options.min_new_tokens = a.min_new_tokens;
+  options.generation = a.generation;
+  const std::unique_ptr<florence::Engine> engine = florence::create_engine(options);
 
-  florence::HubOptions hub = florence::HubOptions::from_env();
-  if (!a.revision.empty()) hub.revision = a.revision;
-  const std::filesystem::path dir = florence::resolve_model(a.model, hub);
-  const florence::GenerationConfig config = generation_config(a, dir);
-  const florence::Model model(dir);
-  std::unique_ptr<florence::Tokenizer> own_tokenizer;
-  const florence::Tokenizer* tokenizer = model.tokenizer();
-  if (!a.tokenizer.empty()) {
-    own_tokenizer =
-        std::make_unique<florence::Tokenizer>(florence::Tokenizer::load_florence(a.tokenizer));
-    tokenizer = own_tokenizer.get();
-  }
-  if (tokenizer == nullptr) {
-    throw florence::TokenizerLoadError("the model folder has no tokenizer files; pass --tokenizer");
-  }
-
-  const int steps = config.resolved_max_length() - 1;
-  if (steps > model.config().text.max_position_embeddings) {
-    throw RequestError(
-        "--max-new-tokens " + std::to_string(steps) + " is more than the decoder's " +
-        std::to_string(model.config().text.max_position_embeddings) + " positions allow");
-  }
-  const std::vector<int32_t> prompt_ids = tokenizer->encode(prompt);
-  image::PreprocessedImage pixels = image::preprocess(decoded, model.preprocess_options());
-  const nn::Tensor batch = nn::Tensor::view(pixels.chw.data(), {1, 3, pixels.height, pixels.width});
-  const florence::EncodedBatch encoded = model.encode(batch, {prompt_ids});
-  auto session = model.start(encoded, config.num_beams, config.resolved_max_length() - 1);
-  const florence::GenerationResult out = florence::generate(*session, config);
-
-  const std::vector<int32_t>& ids = out.sequences.at(0);
-  florence::DecodeOptions decode;
-  decode.clean_up_tokenization_spaces = true;  // the reference stack's decode (transformers 4.42)
-  const std::string text = tokenizer->decode(ids, decode);
+  florence::EngineRequest request;
+  request.image_path = a.image;
+  request.task = a.task;
+  request.text = a.text;
+  const florence::EngineResult result = engine->run({request}).at(0);
+  if (result.error) throw *result.error;
   if (a.raw) {
-    std::cout << nlohmann::json(ids).dump() << '\n' << florence::to_python_json(text) << '\n';
+    std::cout << nlohmann::json(result.generated_ids).dump() << '\n'
+              << florence::to_python_json(result.text) << '\n';
   }
-  const florence::ImageSize size{decoded.width, decoded.height};
-  std::cout << florence::to_python_json(florence::post_process_generation(text, a.task, size))
-            << '\n';
+  std::cout << florence::to_python_json(result.parsed) << '\n';
   return 0;
 }
 
 void guarded(int& exit_code, const CaptionArgs& a) {
-  auto fail = [&exit_code](int code, const std::string& what) {
-    std::cerr << "error: " << what << '\n';
-    exit_code = code;
-  };
   try {
     exit_code = run_caption(a);
-  } catch (const florence::PromptError& e) {
-    fail(2, e.what());
-  } catch (const florence::GenerationConfigError& e) {
-    fail(2, std::string("generation: ") + e.what());
-  } catch (const RequestError& e) {
-    fail(2, e.what());
-  } catch (const image::ImageError& e) {
-    fail(3, std::string("image: ") + e.what());
-  } catch (const florence::WeightsError& e) {
-    fail(4, std::string("model: ") + e.what());
-  } catch (const florence::TokenizerLoadError& e) {
-    fail(4, std::string("tokenizer: ") + e.what());
-  } catch (const florence::HubError& e) {
-    fail(4, std::string("hub: ") + e.what());
-  } catch (const std::exception& e) {  // shape errors, post-processing, I/O
-    fail(1, e.what());
+  } catch (const florence::EngineError& e) {  // request 2, image 3, model 4, other 1
+    std::cerr << "error: " << e.what() << '\n';
+    exit_code = static_cast<int>(e.kind);
+  } catch (const std::exception& e) {  // the module cannot be loaded
+    std::cerr << "error: " << e.what() << '\n';
+    exit_code = 1;
   }
 }
 
