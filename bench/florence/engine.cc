@@ -89,13 +89,14 @@ class TimedSession : public florence::DecoderSession {
 struct Args {
   std::string model, image, task = "<CAPTION>";
   int new_tokens = 64, beams = 3, threads = 2, runs = 2;
+  bool stage_rss = false;
 };
 
 Args parse_args(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (i + 1 >= argc) k = "?";
+    if (i + 1 >= argc && k != "--stage-rss") k = "?";
     if (k == "--model")
       a.model = argv[++i];
     else if (k == "--image")
@@ -110,10 +111,12 @@ Args parse_args(int argc, char** argv) {
       a.threads = std::atoi(argv[++i]);
     else if (k == "--runs")
       a.runs = std::atoi(argv[++i]);
+    else if (argv[i] == std::string("--stage-rss"))
+      a.stage_rss = true;
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --image FILE [--task T] [--new-tokens N] [--beams K] "
-                   "[--threads N] [--runs N]\n",
+                   "[--threads N] [--runs N] [--stage-rss]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -124,6 +127,7 @@ Args parse_args(int argc, char** argv) {
 
 struct Run {
   json times;
+  json stage_rss;  // --stage-rss: per stage, RSS at its end and its own peak
   std::vector<int32_t> prompt_ids, token_ids;
 };
 
@@ -150,24 +154,40 @@ int main(int argc, char** argv) {
   const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)),
                                    std::istreambuf_iterator<char>());
 
+  // Writing 5 to clear_refs resets VmHWM to the current RSS, so the next reading is the peak of
+  // the stage in between (Linux >= 4.0). Off by default: it clears the whole run's peak.
+  auto stage_mark = [&](Run& r, const char* stage) {
+    if (!args.stage_rss) return;
+    if (*stage)
+      r.stage_rss[stage] = {{"rss_mib", vm_kib("VmRSS") / 1024.0},
+                            {"peak_mib", vm_kib("VmHWM") / 1024.0}};
+    std::ofstream("/proc/self/clear_refs") << "5";
+  };
+
   auto one_run = [&]() {
     Run r;
+    stage_mark(r, "");
     const double a = now_s(), a_cpu = cpu_s();
     image::DecodedImage decoded = image::decode_image(bytes);
     image::PreprocessedImage pre = image::preprocess(decoded, model.preprocess_options());
     r.prompt_ids = model.tokenizer()->encode(florence::construct_prompt(args.task));
     const double b = now_s(), b_cpu = cpu_s();
+    stage_mark(r, "preprocess");
     nn::Tensor pixels = nn::Tensor::view(pre.chw.data(), {1, 3, pre.height, pre.width});
     nn::Tensor features = model.vision().tower(pixels);
     const double c = now_s(), c_cpu = cpu_s();
+    stage_mark(r, "vision");
     nn::Tensor visual = model.vision().project(features);
     const double d = now_s(), d_cpu = cpu_s();
+    stage_mark(r, "projection");
     florence::EncodedBatch encoded = model.encode_visual(visual, {r.prompt_ids});
     const double e = now_s(), e_cpu = cpu_s();
+    stage_mark(r, "encoder");
     auto session = model.start(encoded, config.num_beams);
     TimedSession timed(*session);
     florence::GenerationResult out = florence::generate(timed, config);
     const double f = now_s(), f_cpu = cpu_s();
+    stage_mark(r, "decode");
     r.token_ids = out.sequences.at(0);
     std::vector<double> steps = timed.steps();
     const size_t n = steps.size();
@@ -225,9 +245,10 @@ int main(int argc, char** argv) {
       {"import_s", 0.0},
       {"load_s", load_s},
       {"rss_after_load_mib", rss_after_load_kib / 1024.0},
-      {"peak_rss_mib", vm_kib("VmHWM") / 1024.0},
+      {"peak_rss_mib", args.stage_rss ? json(nullptr) : json(vm_kib("VmHWM") / 1024.0)},
       {"first", first.times},
       {"best", best->times},
+      {"first_stage_rss", first.stage_rss},
       {"run_totals_s", totals},
       {"prompt_ids", best->prompt_ids},
       {"token_ids", best->token_ids},

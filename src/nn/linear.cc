@@ -4,6 +4,7 @@
 // one-copy rule.
 #include "nn/linear.h"
 
+#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
@@ -67,14 +68,87 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
   detail::thread_stream().wait();
 }
 
-// Decode-step products (M = beams, a few rows) are bound by reading the weights once. One oneDNN
-// call over the whole [N, K] weight packs it into a buffer as large as itself, so the weights
-// cross the memory bus three times (lm_head 3 × 768 × 51289: 33 ms, 4.7 GB/s); calls over column
-// blocks of 512 outputs keep the packed block in L2 (20 ms, 7.8 GB/s, the machine's stream read
-// being ~11-13 GB/s), and the blocks spread over the threads. The epilogue (bias, GELU, residual)
-// runs on the block while it is in cache.
+// Decode-step products (M = beams, a few rows) are bound by reading the weights once: 3 rows ×
+// 2 flop per weight is no work for the FMA units. oneDNN is the rule for products in nn/, but not
+// here (docs/decisions/compute-library.md, "Decode-size products"): for M = 3 every library path
+// measured reads the weights more than once or stalls on its packing — oneDNN's matmul with
+// weights in place 33 ms for one Florence-2-base decode step's products on 2 threads, dnnl_sgemm
+// on 512-output blocks (the previous path here) 28-29 ms, oneDNN with prepacked weights 39 ms,
+// OpenBLAS 0.3.21 sgemm 71 ms and 3 × sgemv 36 ms — against 13 ms for reading the 356 MB once.
+// The loop below streams every weight row exactly once for all rows of x (x, M × K floats, stays
+// in L1/L2): 15-19 ms. It is a matrix-vector product, not a GEMM: no blocking, no packing, the
+// only tuning is how many weight rows share the loads of x and a prefetch of the next rows.
 constexpr int64_t kSmallM = 16;
 constexpr int64_t kBlockN = 512;
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// out[r * ldo + j - j0] = x[r] · w[j] for R rows of x and weight rows j in [j0, j1), W weight rows
+// per pass (R × W accumulators + R loads of x fit the 16 ymm registers). Rows of K not a multiple
+// of 8 finish in scalar code.
+template <int R, int W>
+__attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, const float* w,
+                                                  int64_t j0, int64_t j1, float* out,
+                                                  int64_t ldo) {
+  const int64_t k8 = k & ~int64_t{7};
+  int64_t j = j0;
+  for (; j + W <= j1; j += W) {
+    const float* wj = w + j * k;
+    __m256 acc[W][R];
+#pragma GCC unroll 4
+    for (int v = 0; v < W; ++v)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[v][r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k8; i += 8) {
+      __m256 xv[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * k + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < W; ++v) {
+        // The next pass's rows: the prefetcher alone leaves gaps between W separate streams.
+        _mm_prefetch(reinterpret_cast<const char*>(wj + (v + W) * k + i), _MM_HINT_T0);
+        const __m256 wv = _mm256_loadu_ps(wj + v * k + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) acc[v][r] = _mm256_fmadd_ps(xv[r], wv, acc[v][r]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < W; ++v)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        float s = hsum(acc[v][r]);
+        for (int64_t i = k8; i < k; ++i) s += x[r * k + i] * wj[v * k + i];
+        out[r * ldo + j + v - j0] = s;
+      }
+  }
+  if (j < j1) dot_rows<R, 1>(x, k, w, j, j1, out + (j - j0), ldo);
+}
+
+// All m rows of x against weight rows [j0, j1), in groups of up to 4 rows; for m > 4 the block's
+// weight rows are read again from L2, not from memory.
+void dot_block(const float* x, int64_t m, int64_t k, const float* w, int64_t j0, int64_t j1,
+               float* out, int64_t ldo) {
+  for (int64_t r = 0; r < m; r += 4) {
+    const float* xr = x + r * k;
+    float* o = out + r * ldo;
+    switch (std::min<int64_t>(4, m - r)) {
+      case 1: dot_rows<1, 4>(xr, k, w, j0, j1, o, ldo); break;
+      case 2: dot_rows<2, 4>(xr, k, w, j0, j1, o, ldo); break;
+      case 3: dot_rows<3, 4>(xr, k, w, j0, j1, o, ldo); break;
+      default: dot_rows<4, 2>(xr, k, w, j0, j1, o, ldo); break;
+    }
+  }
+}
+
+bool have_avx2_fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
 
 void small_m_linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                     const LinearOptions& options) {
@@ -83,16 +157,24 @@ void small_m_linear(const Tensor& x, const Tensor& w, const Tensor* bias, const 
   const float* wp = w.data();
   const float* bp = bias ? bias->data() : nullptr;
   float* yp = y.mutable_data();
+  const bool avx2 = have_avx2_fma();
   detail::apply_num_threads();
   std::atomic<bool> failed{false};
-  parallel_for((n + kBlockN - 1) / kBlockN, 1, [&](int64_t begin, int64_t end) {
+  // One contiguous range of outputs per thread (one stream through memory each); at least 64
+  // outputs (192 KB of a 768-input weight) per thread, so tiny products pay no barrier.
+  parallel_for(n, 64, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> block;
     block.resize(m * kBlockN);
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n0 = blk * kBlockN, nb = std::min(kBlockN, n - n0);
-      dnnl_status_t st =
-          dnnl_sgemm('N', 'T', m, nb, k, 1.0f, xp, k, wp + n0 * k, k, 0.0f, block.data(), nb);
-      if (st != dnnl_success) failed = true;  // no throwing out of an OpenMP region
+    for (int64_t n0 = begin; n0 < end; n0 += kBlockN) {
+      const int64_t nb = std::min(kBlockN, end - n0);
+      if (avx2) {
+        dot_block(xp, m, k, wp, n0, n0 + nb, block.data(), nb);
+      } else {  // a CPU without AVX2/FMA: oneDNN on the block
+        dnnl_status_t st =
+            dnnl_sgemm('N', 'T', m, nb, k, 1.0f, xp, k, wp + n0 * k, k, 0.0f, block.data(), nb);
+        if (st != dnnl_success) failed = true;  // no throwing out of an OpenMP region
+      }
+      // The epilogue (bias, GELU, residual) runs on the block while it is in cache.
       for (int64_t r = 0; r < m; ++r) {
         float* row = block.data() + r * nb;
         if (bp) vmath::add(row, bp + n0, row, nb);

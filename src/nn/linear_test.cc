@@ -50,6 +50,10 @@ TEST_P(LinearShapes, MatchesScalarReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearShapes,
                          ::testing::Values(LinearCase{1, 1, 1}, LinearCase{3, 768, 40},
+                                           // decode-size rows: 1-4 rows per kernel pass, K not a
+                                           // multiple of 8, N not a multiple of 4 weight rows
+                                           LinearCase{1, 13, 7}, LinearCase{2, 20, 1031},
+                                           LinearCase{4, 768, 3}, LinearCase{7, 100, 70},
                                            LinearCase{3, 64, 1100}, LinearCase{16, 32, 513},
                                            LinearCase{17, 32, 513}, LinearCase{37, 64, 96},
                                            LinearCase{144, 128, 384}, LinearCase{200, 1024, 33}));
