@@ -69,31 +69,79 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
   });
 }
 
+constexpr int64_t kScorePiece = 512;  // tokens per float sgemm, summed in double (header)
+
+ChannelScores::ChannelScores(int64_t groups, int64_t channels)
+    : groups_(groups), channels_(channels), d_(groups > 0 ? channels / groups : 0) {
+  if (groups < 1 || channels < 1 || channels % groups)
+    throw ShapeError("ChannelScores: " + std::to_string(channels) + " channels in " +
+                     std::to_string(groups) + " groups");
+  sums_.assign(groups_ * d_ * d_, 0.0);
+}
+
+void ChannelScores::accumulate(const float* q, int64_t ld, int64_t rows) {
+  const int64_t d = d_, c = channels_;
+  parallel_for(groups_, grain_for(2 * rows * d * d), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> piece;
+    piece.resize(d * d);
+    for (int64_t g = begin; g < end; ++g) {
+      double* sum = sums_.data() + g * d * d;
+      for (int64_t t0 = 0; t0 < rows; t0 += kScorePiece) {
+        const float* qp = q + t0 * ld + g * d;  // Q_g is rows × d, read transposed
+        sgemm('T', 'N', d, d, std::min(kScorePiece, rows - t0), 1.0f, qp, ld, qp + c, ld,
+              piece.data(), d);
+        for (int64_t i = 0; i < d * d; ++i) sum[i] += piece[i];
+      }
+    }
+  });
+}
+
+void ChannelScores::accumulate(const Tensor& qk) {
+  if (qk.rank() != 2 || qk.dim(1) != 2 * channels_)
+    throw ShapeError("ChannelScores: qk " + qk.shape().to_string() + " for " +
+                     std::to_string(channels_) + " channels");
+  detail::apply_num_threads();
+  accumulate(qk.data(), 2 * channels_, qk.dim(0));
+}
+
+void ChannelScores::finish(float scale) {
+  attn_.resize(sums_.size());
+  for (size_t i = 0; i < sums_.size(); ++i) attn_[i] = static_cast<float>(sums_[i]) * scale;
+  softmax_rows(Tensor::view(attn_.data(), {groups_ * d_, d_}));
+}
+
+void ChannelScores::apply(const float* v, int64_t ldv, int64_t rows, float* out,
+                          int64_t ldo) const {
+  const int64_t d = d_;
+  parallel_for(groups_, grain_for(2 * rows * d * d), [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g)  // out_g[rows, d] = V_g[rows, d] · A_gᵀ
+      sgemm('N', 'T', rows, d, d, 1.0f, v + g * d, ldv, attn_.data() + g * d * d, d, out + g * d,
+            ldo);
+  });
+}
+
+void ChannelScores::apply(const Tensor& v, const Tensor& out) const {
+  if (attn_.empty() || v.rank() != 2 || v.dim(1) != channels_ || !(out.shape() == v.shape()))
+    throw ShapeError("ChannelScores::apply: v " + v.shape().to_string() + " out " +
+                     out.shape().to_string() + (attn_.empty() ? " before finish()" : ""));
+  detail::apply_num_threads();
+  apply(v.data(), channels_, v.dim(0), out.mutable_data(), channels_);
+}
+
 void channel_attention(const Tensor& qkv, int64_t groups, float scale, const Tensor& out) {
   if (qkv.rank() != 3 || out.rank() != 3 || qkv.dim(2) % 3 || out.dim(2) * 3 != qkv.dim(2) ||
       out.dim(0) != qkv.dim(0) || out.dim(1) != qkv.dim(1) || groups < 1 || out.dim(2) % groups)
     throw ShapeError("channel_attention: qkv " + qkv.shape().to_string() + " out " +
                      out.shape().to_string() + " groups " + std::to_string(groups));
-  const int64_t batch = qkv.dim(0), n = qkv.dim(1), c = out.dim(2), d = c / groups;
-  const int64_t ld = 3 * c;
-  const float* base = qkv.data();
-  float* obase = out.mutable_data();
+  const int64_t batch = qkv.dim(0), n = qkv.dim(1), c = out.dim(2);
   detail::apply_num_threads();
-  parallel_for(batch * groups, grain_for(4 * n * d * d), [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> attn;
-    attn.resize(d * d);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / groups, g = t % groups;
-      const float* qp = base + b * n * ld + g * d;
-      const float* kp = qp + c;
-      const float* vp = qp + 2 * c;
-      // A[d, d] = (Q_gᵀ K_g)·scale: Q_g is N × d, read transposed.
-      sgemm('T', 'N', d, d, n, scale, qp, ld, kp, ld, attn.data(), d);
-      softmax_rows(Tensor::view(attn.data(), {d, d}));
-      // out_g[N, d] = V_g[N, d] · Aᵀ
-      sgemm('N', 'T', n, d, d, 1.0f, vp, ld, attn.data(), d, obase + b * n * c + g * d, c);
-    }
-  });
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* base = qkv.data() + b * n * 3 * c;
+    ChannelScores scores(groups, c);
+    scores.accumulate(base, 3 * c, n);
+    scores.finish(scale);
+    scores.apply(base + 2 * c, 3 * c, n, out.mutable_data() + b * n * c, c);
+  }
 }
 
 }  // namespace celeriac::nn

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "nn/tensor.h"
 
@@ -47,5 +48,34 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
 // per group g of d = C / groups channels, A = softmax_rows(scale · Q_gᵀ K_g) (d × d) and
 // out[:, g·d + i] = Σ_j A[i][j] V_g[:, j]. scale is N^-0.5 for DaViT. out: [B, N, C].
 void channel_attention(const Tensor& qkv, int64_t groups, float scale, const Tensor& out);
+
+// The same in two passes over chunks of the N tokens, so that q, k and v never exist for all
+// tokens at once (DaViT stage 0 at 768²: 57 MB):
+//   ChannelScores scores(groups, C);
+//   for each chunk: scores.accumulate(qk of the chunk [rows, 2C] = [q | k]);
+//   scores.finish(scale);
+//   for each chunk: scores.apply(v of the chunk [rows, C], out rows [rows, C]);
+// The sums Q_gᵀ K_g run over all N tokens (36,864 at stage 0) to values in the hundreds: they are
+// taken in pieces of 512 tokens and added in double, then rounded once and scaled, as PyTorch
+// scales its float product. One float sgemm over all tokens was 1.5x less accurate than PyTorch
+// and flipped a near-tied beam on Florence-2-base (docs/STATUS.md, p02). Chunks passed to
+// accumulate() should be multiples of 512 rows (but the last) for results independent of them.
+class ChannelScores {
+ public:
+  ChannelScores(int64_t groups, int64_t channels);
+  void accumulate(const Tensor& qk);
+  void finish(float scale);  // rounds, scales, softmax over each row of each group's d × d
+  // out[:, g·d + i] = Σ_j A_g[i][j] · v[:, g·d + j]
+  void apply(const Tensor& v, const Tensor& out) const;
+
+ private:
+  friend void channel_attention(const Tensor&, int64_t, float, const Tensor&);
+  void accumulate(const float* q, int64_t ld, int64_t rows);  // k at q + C
+  void apply(const float* v, int64_t ldv, int64_t rows, float* out, int64_t ldo) const;
+
+  int64_t groups_, channels_, d_;
+  std::vector<double> sums_;  // [groups, d, d]
+  std::vector<float> attn_;   // [groups, d, d] after finish()
+};
 
 }  // namespace celeriac::nn

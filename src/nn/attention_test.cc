@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "nn/softmax.h"
 #include "nn/test_util.h"
 #include "nn/threading.h"
 
@@ -115,10 +117,9 @@ TEST(Attention, BeamsShareCrossAttentionKeys) {
             1e-5);
 }
 
-TEST(ChannelAttention, MatchesSpecFormula) {
-  const int64_t b = 2, n = 50, groups = 3, d = 4, c = groups * d;
-  Tensor qkv = random_tensor({b, n, 3 * c}, 7);
-  const float scale = 1.0f / std::sqrt(float(n));
+// The spec formula in double: out[b, t, g·d + i] = Σ_j softmax_j(scale · Q_gᵀK_g)[i][j] V_g[t, j].
+std::vector<double> reference_channel_attention(const Tensor& qkv, int64_t groups, double scale) {
+  const int64_t b = qkv.dim(0), n = qkv.dim(1), c = qkv.dim(2) / 3, d = c / groups;
   std::vector<double> want(b * n * c, 0.0);
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t g = 0; g < groups; ++g) {
@@ -140,11 +141,70 @@ TEST(ChannelAttention, MatchesSpecFormula) {
             want[(bi * n + t) * c + g * d + i] += std::exp(a[j] - m) / z * at(2, t, j);
       }
     }
+  return want;
+}
+
+TEST(ChannelAttention, MatchesSpecFormula) {
+  const int64_t b = 2, n = 50, groups = 3, d = 4, c = groups * d;
+  Tensor qkv = random_tensor({b, n, 3 * c}, 7);
+  const float scale = 1.0f / std::sqrt(float(n));
   Tensor out = Tensor::empty({b, n, c});
   channel_attention(qkv, groups, scale, out);
-  EXPECT_LT(testing::rel_error(out, want), 1e-5);
+  EXPECT_LT(testing::rel_error(out, reference_channel_attention(qkv, groups, scale)), 1e-5);
   Tensor bad = Tensor::empty({b, n, c + 1});
   EXPECT_THROW(channel_attention(qkv, groups, scale, bad), ShapeError);
+}
+
+// DaViT's first stage: the scores sum over 192 × 192 tokens, and channels with non-zero means
+// (q, k in [0, 1) here, as normalised activations with a bias) make them large, ~48 here and
+// ~150 on Florence-2-base. A single float sgemm over all tokens was off by 1.9e-4 there (PyTorch:
+// 1.2e-4), enough to flip a near-tied beam; here its output was off by 9.0e-6 relative, the
+// chunked double sum by 2.0e-6 (the float rounding of the unscaled sum, as PyTorch rounds it).
+TEST(ChannelAttention, LongTokenSumsStayAccurate) {
+  const int64_t n = 192 * 192, groups = 1, d = 32, c = groups * d;
+  Tensor qkv = random_tensor({1, n, 3 * c}, 11, 0.0f, 1.0f);
+  float* p = qkv.mutable_data();
+  for (int64_t t = 0; t < n; ++t)  // v centred: the output is then a difference of similar sums
+    for (int64_t i = 2 * c; i < 3 * c; ++i) p[t * 3 * c + i] -= 0.5f;
+  const float scale = 1.0f / std::sqrt(float(n));
+  Tensor out = Tensor::empty({1, n, c});
+  channel_attention(qkv, groups, scale, out);
+  const double err = testing::rel_error(out, reference_channel_attention(qkv, groups, scale));
+  RecordProperty("rel_error", std::to_string(err));
+  EXPECT_LT(err, 4e-6);
+}
+
+// What DaViT's channel blocks run: chunks of 2 × 512 tokens (the last one short), q|k then v.
+TEST(ChannelAttention, TwoPassesOverChunksEqualTheFusedForm) {
+  const int64_t n = 2500, groups = 3, d = 4, c = groups * d, chunk = 1024;
+  Tensor qkv = random_tensor({1, n, 3 * c}, 8);
+  const float scale = 1.0f / std::sqrt(float(n));
+  Tensor want = Tensor::empty({1, n, c});
+  channel_attention(qkv, groups, scale, want);
+
+  ChannelScores scores(groups, c);
+  Tensor qk = Tensor::empty({chunk, 2 * c}), v = Tensor::empty({chunk, c});
+  auto copy_rows = [&](int64_t r0, int64_t rows, int64_t from, int64_t width, const Tensor& to) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy_n(qkv.data() + (r0 + r) * 3 * c + from, width, to.mutable_data() + r * width);
+  };
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    copy_rows(r0, rows, 0, 2 * c, qk);
+    scores.accumulate(qk.slice0(0, rows));
+  }
+  EXPECT_THROW(scores.apply(v, v), ShapeError);  // before finish()
+  scores.finish(scale);
+  Tensor got = Tensor::empty({1, n, c});
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    copy_rows(r0, rows, 2 * c, c, v);
+    scores.apply(v.slice0(0, rows), got.reshape({n, c}).slice0(r0, r0 + rows));
+  }
+  // The same sums in the same pieces; only the kernels oneDNN picks for other row counts differ.
+  EXPECT_LT(testing::rel_error(got, std::vector<double>(want.data(), want.data() + want.numel())),
+            1e-6);
+  EXPECT_THROW(scores.accumulate(v), ShapeError);
 }
 
 }  // namespace
