@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
 
   auto one_run = [&]() {
     Run r;
+    if (args.stage_rss) r.stage_rss["before_mib"] = vm_kib("VmRSS") / 1024.0;
     stage_mark(r, "");
     const double a = now_s(), a_cpu = cpu_s();
     image::DecodedImage decoded = image::decode_image(bytes);
@@ -249,6 +250,7 @@ int main(int argc, char** argv) {
       {"first", first.times},
       {"best", best->times},
       {"first_stage_rss", first.stage_rss},
+      {"best_stage_rss", best->stage_rss},
       {"run_totals_s", totals},
       {"prompt_ids", best->prompt_ids},
       {"token_ids", best->token_ids},

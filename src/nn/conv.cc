@@ -62,7 +62,8 @@ void conv2d(const Tensor& x, ImageLayout x_layout, const Tensor& w, const Tensor
                      : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
                                                        dnnl::algorithm::convolution_direct, src,
                                                        w_any_md, dst, strides, pad, pad);
-    return dnnl::convolution_forward::primitive_desc(desc, detail::cpu_engine());
+    return dnnl::convolution_forward::primitive_desc(desc, detail::scratchpad_attr(),
+                                                     detail::cpu_engine());
   };
   auto any_layout_pd = [&] {
     return make_pd(dnnl::memory::desc({batch, cin, h, wd}, dt::f32, tag::any),
@@ -94,7 +95,7 @@ void conv2d(const Tensor& x, ImageLayout x_layout, const Tensor& w, const Tensor
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}};
   if (bias)
     args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias->data())));
-  prim.execute(stream, args);
+  detail::execute(prim, pd.scratchpad_desc(), args);
   if (dst != dst_user) dnnl::reorder(dst, dst_user).execute(stream, dst, dst_user);
   stream.wait();
 }

@@ -43,17 +43,18 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
   dnnl::memory::desc w_md({k, n}, dt::f32, w_tag);
   dnnl::memory::desc bias_md({1, n}, dt::f32, tag::ab);
   dnnl::memory::desc dst_md({m, n}, dt::f32, tag::ab);
-  dnnl::primitive& prim = detail::cached_primitive(key, [&] {
+  detail::Primitive& prim = detail::cached_primitive(key, [&] {
     dnnl::post_ops ops;
     // Order of the reference: bias inside the product, then the activation, then the residual.
     if (options.activation == Activation::kGelu)
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
     if (options.accumulate) ops.append_sum(1.0f);
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = detail::scratchpad_attr();
     attr.set_post_ops(ops);
     auto desc = bias ? dnnl::matmul::desc(src_md, w_md, bias_md, dst_md)
                      : dnnl::matmul::desc(src_md, w_md, dst_md);
-    return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, detail::cpu_engine()));
+    dnnl::matmul::primitive_desc pd(desc, attr, detail::cpu_engine());
+    return detail::Primitive{dnnl::matmul(pd), pd.scratchpad_desc()};
   });
 
   auto& engine = detail::cpu_engine();
@@ -64,8 +65,7 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}};
   if (bias)
     args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias->data())));
-  prim.execute(detail::thread_stream(), args);
-  detail::thread_stream().wait();
+  detail::execute(prim.prim, prim.scratchpad, args);
 }
 
 // Decode-step products (M = beams, a few rows) are bound by reading the weights once: 3 rows ×

@@ -1,10 +1,14 @@
 // nn::Tensor and nn::Shape.
 #include "nn/tensor.h"
 
+#include "nn/dnnl_backend.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
+
+#include <sys/mman.h>
 
 namespace celeriac::nn {
 
@@ -54,9 +58,12 @@ namespace {
 // A cache of freed activation buffers, by exact size. A model forward allocates the same few
 // sizes over and over (DaViT: every block of a stage); buffers of a few MB and more come from
 // mmap, so without reuse every one is page-faulted and zeroed by the kernel again (measured on the
-// base vision encoder: 268k minor faults, ~1 s of system time per 2 forwards). A request for a
-// size not in the cache drops the whole cache first: a new size means a new stage or model part,
-// and idle buffers of the previous one must not raise the peak memory.
+// base vision encoder: 268k minor faults, ~1 s of system time per 2 forwards). The model drops
+// the cache where a part ends (release_cached_buffers(): each DaViT stage, the whole encoder), so
+// idle buffers of one part never raise the peak memory of the next.
+// Cached sizes are mapped directly, not through malloc: glibc raises its mmap threshold after
+// such frees (up to 32 MB), and buffers below it then live in the heap, which keeps freed memory
+// resident after the cache is dropped.
 class BufferCache {
  public:
   static BufferCache& instance() {
@@ -74,7 +81,9 @@ class BufferCache {
         cached_bytes_ -= bytes;
         return p;
       }
-      drop_all_locked();
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      return p;
     }
     void* p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
@@ -89,6 +98,8 @@ class BufferCache {
         cached_bytes_ += bytes;
         return;
       }
+      munmap(p, bytes);
+      return;
     }
     std::free(p);
   }
@@ -100,10 +111,10 @@ class BufferCache {
 
  private:
   static constexpr size_t kMinCachedBytes = 256 << 10;  // below this, malloc's own bins reuse
-  static constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+  static constexpr size_t kMaxCachedBytes = size_t(512) << 20;  // beyond: unmapped on free
 
   void drop_all_locked() {
-    for (auto& [size, p] : free_) std::free(p);
+    for (auto& [size, p] : free_) munmap(p, size);
     free_.clear();
     cached_bytes_ = 0;
   }
@@ -115,7 +126,10 @@ class BufferCache {
 
 }  // namespace
 
-void release_cached_buffers() { BufferCache::instance().drop_all(); }
+void release_cached_buffers() {
+  BufferCache::instance().drop_all();
+  detail::release_scratchpad();
+}
 
 Tensor Tensor::empty(const Shape& shape) {
   // Rounded up to the alignment, as aligned_alloc requires; at least one cache line.

@@ -80,7 +80,8 @@ class Tensor {
 };
 
 // Owning tensors of 256 KiB and more reuse freed buffers of the same size (tensor.cc says why);
-// this frees the idle ones now, e.g. after a model part that will not run again soon.
+// this frees the idle ones now, and the calling thread's oneDNN scratchpad, e.g. after a model
+// part that will not run again soon.
 void release_cached_buffers();
 
 // Throws ShapeError("<what>: expected <expected>, got <actual>") unless the shapes are equal.

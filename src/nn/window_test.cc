@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "nn/test_util.h"
 
 namespace celeriac::nn {
@@ -39,8 +41,27 @@ TEST(Window, BatchAndShapeChecks) {
   window_partition(x, 12, windows);
   // Window 5 = image 1, window (0, 1): token (0, 12) of image 1.
   EXPECT_EQ(windows.data()[5 * 144 * 4], x.data()[(24 * 24 + 12) * 4]);
-  Tensor wrong = Tensor::empty({7, 144, 4});
+  Tensor wrong = Tensor::empty({9, 144, 4});
   EXPECT_THROW(window_partition(x, 12, wrong), ShapeError);
+  EXPECT_THROW(window_partition(x, 12, windows.slice0(0, 3), 6), ShapeError);  // 6 + 3 > 8
+  EXPECT_THROW(window_partition(x, 12, Tensor::empty({2, 143, 4})), ShapeError);
+}
+
+TEST(Window, ChunksOfWindowsEqualTheWholeMap) {
+  // 2 images of 25 × 24 (padded to 36 × 24): 12 windows, taken 5 at a time (5 + 5 + 2).
+  Tensor x = testing::random_tensor({2, 25, 24, 3}, 3);
+  Tensor whole = Tensor::empty({12, 144, 3});
+  window_partition(x, 12, whole);
+  Tensor chunk = Tensor::empty({5, 144, 3});
+  Tensor back = Tensor::zeros(x.shape());
+  for (int64_t first = 0; first < 12; first += 5) {
+    const Tensor part = chunk.slice0(0, std::min<int64_t>(5, 12 - first));
+    window_partition(x, 12, part, first);
+    for (int64_t i = 0; i < part.numel(); ++i)
+      ASSERT_EQ(part.data()[i], whole.data()[first * 144 * 3 + i]) << first << " " << i;
+    window_reverse(part, 12, back, /*accumulate=*/true, first);
+  }
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(back.data()[i], x.data()[i]);
 }
 
 }  // namespace
