@@ -8,10 +8,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "nn/clones.h"
 #include "nn/softmax.h"
 #include "nn/threading.h"
-
-#define CELERIAC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 
 namespace celeriac::florence {
 namespace {

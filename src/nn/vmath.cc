@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#define CELERIAC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#include "nn/clones.h"
 
 namespace celeriac::nn::vmath {
 
