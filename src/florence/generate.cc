@@ -11,6 +11,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "florence/search_math.h"
+
 namespace celeriac::florence {
 namespace {
 
@@ -69,9 +71,7 @@ int argmax(const float* values, int n) {
 void log_softmax(const float* logits, float* out, int n) {
   float max = kNegInf;
   for (int i = 0; i < n; ++i) max = std::max(max, logits[i]);
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
-  const double log_sum = std::log(sum);
+  const double log_sum = std::log(sum_exp_shifted(logits, n, max));
   for (int i = 0; i < n; ++i) {
     out[i] = static_cast<float>(static_cast<double>(logits[i]) - max - log_sum);
   }
