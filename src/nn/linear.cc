@@ -71,13 +71,11 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
 // Decode-step products (M = beams, a few rows) are bound by reading the weights once: 3 rows ×
 // 2 flop per weight is no work for the FMA units. oneDNN is the rule for products in nn/, but not
 // here (docs/decisions/compute-library.md, "Decode-size products"): for M = 3 every library path
-// measured reads the weights more than once or stalls on its packing — oneDNN's matmul with
-// weights in place 33 ms for one Florence-2-base decode step's products on 2 threads, dnnl_sgemm
-// on 512-output blocks (the previous path here) 28-29 ms, oneDNN with prepacked weights 39 ms,
-// OpenBLAS 0.3.21 sgemm 71 ms and 3 × sgemv 36 ms — against 13 ms for reading the 356 MB once.
-// The loop below streams every weight row exactly once for all rows of x (x, M × K floats, stays
-// in L1/L2): 15-19 ms. It is a matrix-vector product, not a GEMM: no blocking, no packing, the
-// only tuning is how many weight rows share the loads of x and a prefetch of the next rows.
+// measured reads the weights more than once or stalls in its packing, 1.6-3.5x slower than the
+// loop below on one Florence-2-base decode step (bench/florence/bf16_decode.cc), which streams
+// every weight row exactly once for all rows of x (x, M × K floats, stays in L1/L2) and runs at
+// ~1.1x the time of reading the weights. It is a matrix-vector product, not a GEMM: no blocking,
+// no packing; the only tuning is how many weight rows share the loads of x and a prefetch.
 constexpr int64_t kSmallM = 16;
 constexpr int64_t kBlockN = 512;
 
