@@ -90,13 +90,14 @@ struct Args {
   std::string model, image, task = "<CAPTION>";
   int new_tokens = 64, beams = 3, threads = 2, runs = 2;
   bool stage_rss = false;
+  bool bf16_decoder = false;
 };
 
 Args parse_args(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (i + 1 >= argc && k != "--stage-rss") k = "?";
+    if (i + 1 >= argc && k != "--stage-rss" && k != "--bf16-decoder") k = "?";
     if (k == "--model")
       a.model = argv[++i];
     else if (k == "--image")
@@ -113,10 +114,12 @@ Args parse_args(int argc, char** argv) {
       a.runs = std::atoi(argv[++i]);
     else if (argv[i] == std::string("--stage-rss"))
       a.stage_rss = true;
+    else if (argv[i] == std::string("--bf16-decoder"))
+      a.bf16_decoder = true;
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --image FILE [--task T] [--new-tokens N] [--beams K] "
-                   "[--threads N] [--runs N] [--stage-rss]\n",
+                   "[--threads N] [--runs N] [--stage-rss] [--bf16-decoder]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
   nn::set_num_threads(args.threads);
 
   double t0 = now_s();
-  florence::Model model(args.model);
+  florence::Model model(args.model, {.bf16_decoder = args.bf16_decoder});
   const double load_s = now_s() - t0;
   const long rss_after_load_kib = vm_kib("VmRSS");
   if (!model.tokenizer()) {
@@ -238,6 +241,7 @@ int main(int argc, char** argv) {
   json result = {
       {"engine", "celeriac"},
       {"threads", args.threads},
+      {"bf16_decoder", args.bf16_decoder},
       {"task", args.task},
       {"image", args.image},
       {"beams", args.beams},

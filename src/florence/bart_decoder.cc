@@ -90,15 +90,15 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
     const int li = static_cast<int>(l);
     // Self-attention: this position's keys/values go straight into the cache block.
     const BartAttentionWeights& sa = layer.self_attn;
-    nn::linear(x_, sa.q_w, &sa.q_b, q_);
-    nn::linear(x_, sa.k_w, &sa.k_b, cache_.keys(li, t));
-    nn::linear(x_, sa.v_w, &sa.v_b, cache_.values(li, t));
+    bart_linear(x_, sa.q_w, sa.q16, &sa.q_b, q_);
+    bart_linear(x_, sa.k_w, sa.k16, &sa.k_b, cache_.keys(li, t));
+    bart_linear(x_, sa.v_w, sa.v16, &sa.v_b, cache_.values(li, t));
     cache_.attend(li, q_, heads_, scale_, attended_);
     bart_attention_output(x_, attended_, sa, layer.self_attn_norm);
 
     // Cross-attention: input b's beams are the `beams_` query rows of one product over its keys.
     const BartAttentionWeights& ca = layer.cross_attn;
-    nn::linear(x_, ca.q_w, &ca.q_b, q_);
+    bart_linear(x_, ca.q_w, ca.q16, &ca.q_b, q_);
     const int64_t per_input = int64_t{beams_} * d_, kv_stride = enc_seq_ * d_;
     nn::attention({q_.data(), beams_, per_input, d_}, {cross_k_[l].data(), enc_seq_, kv_stride, d_},
                   {cross_v_[l].data(), enc_seq_, kv_stride, d_}, cross,
@@ -107,7 +107,8 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
 
     bart_ffn_block(x_, layer.ffn, hidden_);
   }
-  nn::linear(x_, dec.lm_head_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr, logits_);
+  bart_linear(x_, dec.lm_head_, dec.lm_head16_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr,
+              logits_);
   return logits_.data();
 }
 
@@ -119,6 +120,23 @@ void BartDecoderSession::reorder(const std::vector<int>& parents) {
                                   std::to_string(i / beams_) + ") cannot continue row " +
                                   std::to_string(parents[i]) + " of another input");
   cache_.reorder(parents);
+}
+
+void BartDecoder::use_bf16_weights() {
+  if (bf16_weights()) return;
+  for (BartDecoderLayerWeights& layer : layers_) {
+    BartAttentionWeights& sa = layer.self_attn;
+    sa.q16 = nn::Bf16Weights::from(sa.q_w);
+    sa.k16 = nn::Bf16Weights::from(sa.k_w);
+    sa.v16 = nn::Bf16Weights::from(sa.v_w);
+    sa.out16 = nn::Bf16Weights::from(sa.out_w);
+    BartAttentionWeights& ca = layer.cross_attn;  // k/v: projected once per request, M > 16
+    ca.q16 = nn::Bf16Weights::from(ca.q_w);
+    ca.out16 = nn::Bf16Weights::from(ca.out_w);
+    layer.ffn.fc1_16 = nn::Bf16Weights::from(layer.ffn.fc1_w);
+    layer.ffn.fc2_16 = nn::Bf16Weights::from(layer.ffn.fc2_w);
+  }
+  lm_head16_ = nn::Bf16Weights::from(lm_head_);
 }
 
 BartDecoder::BartDecoder(const Checkpoint& ckpt, int vocab) : config_(ckpt.config().text) {

@@ -42,6 +42,12 @@ class BartDecoder {
   // logits: the first `vocab` rows of the tied embedding (<= its rows). Throws WeightsError.
   BartDecoder(const Checkpoint& checkpoint, int vocab);
 
+  // Keeps bf16 copies of the weights every decode step reads (self-attention, cross-attention
+  // query/output, feed-forward, lm_head: half the bytes per step); the step then uses them. The
+  // cross-attention keys/values and the embeddings stay fp32. Call before start().
+  void use_bf16_weights();
+  bool bf16_weights() const { return !lm_head16_.empty(); }
+
   int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }
   int d_model() const { return config_.d_model; }
   int max_positions() const { return config_.max_position_embeddings; }
@@ -60,6 +66,7 @@ class BartDecoder {
   BartEmbeddingWeights embeddings_;
   std::vector<BartDecoderLayerWeights> layers_;
   nn::Tensor lm_head_;            // [V, d]: the first V rows of the shared table
+  nn::Bf16Weights lm_head16_;     // its bf16 copy after use_bf16_weights()
   nn::Tensor logits_bias_;        // [V]: final_logits_bias (zeros when the file has none)
   bool has_logits_bias_ = false;  // false when all zeros: the add is skipped
 };

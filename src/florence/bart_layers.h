@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "nn/linear.h"
 #include "nn/tensor.h"
 
 namespace celeriac::florence {
@@ -28,12 +29,16 @@ struct BartAttentionWeights {
   nn::Tensor k_w, k_b;      // [d, d], [d]
   nn::Tensor v_w, v_b;      // [d, d], [d]
   nn::Tensor out_w, out_b;  // [d, d], [d]
+  // bf16 copies, filled only for the decoder's per-step products when bf16 weights are asked for
+  // (ModelOptions::bf16_decoder); empty ones mean fp32.
+  nn::Bf16Weights q16, k16, v16, out16;
 };
 
 struct BartFfnWeights {
   nn::Tensor fc1_w, fc1_b;  // [F, d], [F]
   nn::Tensor fc2_w, fc2_b;  // [d, F], [d]
   BartNormWeights norm;     // final_layer_norm, after the residual
+  nn::Bf16Weights fc1_16, fc2_16;  // as above
 };
 
 // Token and position tables of one side (encoder or decoder).
@@ -63,6 +68,10 @@ void check_bart_activation(const TextConfig& config);
 // id outside the table.
 void embed_tokens(const BartEmbeddingWeights& w, std::span<const int32_t> ids,
                   const nn::Tensor& out);
+
+// nn::linear with the bf16 copy of the weights when there is one, else the fp32 weights.
+void bart_linear(const nn::Tensor& x, const nn::Tensor& w, const nn::Bf16Weights& w16,
+                 const nn::Tensor* bias, const nn::Tensor& y, const nn::LinearOptions& options = {});
 
 // x = LN(x + fc2(gelu(fc1(x)))), in place on x [M, d]; hidden is scratch [M, F].
 void bart_ffn_block(const nn::Tensor& x, const BartFfnWeights& w, const nn::Tensor& hidden);

@@ -48,6 +48,9 @@ struct ModelOptions {
   bool load_tokenizer = true;
   // Read every page of the weights at load (MAP_POPULATE) instead of on first use.
   bool populate = false;
+  // Decode steps read bf16 copies of the decoder's weights (BartDecoder::use_bf16_weights): half
+  // the bytes per step; the vision and text encoders stay fp32 (this CPU has no bf16 GEMM).
+  bool bf16_decoder = false;
 };
 
 class Model {

@@ -8,8 +8,12 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <atomic>
 #include <cstring>
+#include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -86,17 +90,28 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// 8 weights as floats: fp32 as stored, bf16 widened exactly (its 16 bits are the float's top half).
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+__attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t v) { return std::bit_cast<float>(uint32_t{v} << 16); }
+
 // out[r * ldo + j - j0] = x[r] · w[j] for R rows of x and weight rows j in [j0, j1), W weight rows
 // per pass (R × W accumulators + R loads of x fit the 16 ymm registers). Rows of K not a multiple
 // of 8 finish in scalar code.
-template <int R, int W>
-__attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, const float* w,
+template <int R, int W, typename T>
+__attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, const T* w,
                                                   int64_t j0, int64_t j1, float* out,
                                                   int64_t ldo) {
   const int64_t k8 = k & ~int64_t{7};
   int64_t j = j0;
   for (; j + W <= j1; j += W) {
-    const float* wj = w + j * k;
+    const T* wj = w + j * k;
     __m256 acc[W][R];
 #pragma GCC unroll 4
     for (int v = 0; v < W; ++v)
@@ -110,7 +125,7 @@ __attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, con
       for (int v = 0; v < W; ++v) {
         // The next pass's rows: the prefetcher alone leaves gaps between W separate streams.
         _mm_prefetch(reinterpret_cast<const char*>(wj + (v + W) * k + i), _MM_HINT_T0);
-        const __m256 wv = _mm256_loadu_ps(wj + v * k + i);
+        const __m256 wv = load8(wj + v * k + i);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) acc[v][r] = _mm256_fmadd_ps(xv[r], wv, acc[v][r]);
       }
@@ -120,25 +135,26 @@ __attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, con
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         float s = hsum(acc[v][r]);
-        for (int64_t i = k8; i < k; ++i) s += x[r * k + i] * wj[v * k + i];
+        for (int64_t i = k8; i < k; ++i) s += x[r * k + i] * to_float(wj[v * k + i]);
         out[r * ldo + j + v - j0] = s;
       }
   }
-  if (j < j1) dot_rows<R, 1>(x, k, w, j, j1, out + (j - j0), ldo);
+  if (j < j1) dot_rows<R, 1, T>(x, k, w, j, j1, out + (j - j0), ldo);
 }
 
 // All m rows of x against weight rows [j0, j1), in groups of up to 4 rows; for m > 4 the block's
 // weight rows are read again from L2, not from memory.
-void dot_block(const float* x, int64_t m, int64_t k, const float* w, int64_t j0, int64_t j1,
+template <typename T>
+void dot_block(const float* x, int64_t m, int64_t k, const T* w, int64_t j0, int64_t j1,
                float* out, int64_t ldo) {
   for (int64_t r = 0; r < m; r += 4) {
     const float* xr = x + r * k;
     float* o = out + r * ldo;
     switch (std::min<int64_t>(4, m - r)) {
-      case 1: dot_rows<1, 4>(xr, k, w, j0, j1, o, ldo); break;
-      case 2: dot_rows<2, 4>(xr, k, w, j0, j1, o, ldo); break;
-      case 3: dot_rows<3, 4>(xr, k, w, j0, j1, o, ldo); break;
-      default: dot_rows<4, 2>(xr, k, w, j0, j1, o, ldo); break;
+      case 1: dot_rows<1, 4, T>(xr, k, w, j0, j1, o, ldo); break;
+      case 2: dot_rows<2, 4, T>(xr, k, w, j0, j1, o, ldo); break;
+      case 3: dot_rows<3, 4, T>(xr, k, w, j0, j1, o, ldo); break;
+      default: dot_rows<4, 2, T>(xr, k, w, j0, j1, o, ldo); break;
     }
   }
 }
@@ -148,11 +164,23 @@ bool have_avx2_fma() {
   return ok;
 }
 
-void small_m_linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+// Scalar stand-in for CPUs without AVX2/FMA, for bf16 weights (fp32 ones go to oneDNN there).
+void dot_block_scalar(const float* x, int64_t m, int64_t k, const uint16_t* w, int64_t j0,
+                      int64_t j1, float* out, int64_t ldo) {
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = j0; j < j1; ++j) {
+      float s = 0;
+      for (int64_t i = 0; i < k; ++i) s += x[r * k + i] * to_float(w[j * k + i]);
+      out[r * ldo + j - j0] = s;
+    }
+}
+
+// y = act(x · wᵀ + bias) (+ y) for x [m, k] with m <= kSmallM, weights [n, k] of type T.
+template <typename T>
+void small_m_linear(const Tensor& x, const T* wp, int64_t n, const Tensor* bias, const Tensor& y,
                     const LinearOptions& options) {
-  const int64_t k = x.dim(-1), m = x.rows(), n = w.dim(0);
+  const int64_t k = x.dim(-1), m = x.rows();
   const float* xp = x.data();
-  const float* wp = w.data();
   const float* bp = bias ? bias->data() : nullptr;
   float* yp = y.mutable_data();
   const bool avx2 = have_avx2_fma();
@@ -167,10 +195,12 @@ void small_m_linear(const Tensor& x, const Tensor& w, const Tensor* bias, const 
       const int64_t nb = std::min(kBlockN, end - n0);
       if (avx2) {
         dot_block(xp, m, k, wp, n0, n0 + nb, block.data(), nb);
-      } else {  // a CPU without AVX2/FMA: oneDNN on the block
+      } else if constexpr (std::is_same_v<T, float>) {  // no AVX2/FMA: oneDNN on the block
         dnnl_status_t st =
             dnnl_sgemm('N', 'T', m, nb, k, 1.0f, xp, k, wp + n0 * k, k, 0.0f, block.data(), nb);
         if (st != dnnl_success) failed = true;  // no throwing out of an OpenMP region
+      } else {
+        dot_block_scalar(xp, m, k, wp, n0, n0 + nb, block.data(), nb);
       }
       // The epilogue (bias, GELU, residual) runs on the block while it is in cache.
       for (int64_t r = 0; r < m; ++r) {
@@ -188,6 +218,15 @@ void small_m_linear(const Tensor& x, const Tensor& w, const Tensor* bias, const 
   if (failed) throw ShapeError("linear: dnnl_sgemm failed for a decode-size product");
 }
 
+void check_small_m(const Tensor& x, int64_t n, int64_t k, const Tensor* bias, const Tensor& y,
+                   const std::string& weight) {
+  if (x.rank() == 0 || x.dim(-1) != k)
+    throw ShapeError("linear: x " + x.shape().to_string() + " with weight " + weight +
+                     " ([out, in])");
+  if (y.rows() != x.rows() || y.dim(-1) != n || (bias && bias->numel() != n))
+    throw ShapeError("linear: output " + y.shape().to_string() + " / bias for weight " + weight);
+}
+
 }  // namespace
 
 void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
@@ -196,13 +235,38 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
     throw ShapeError("linear: x " + x.shape().to_string() + " with weight " +
                      w.shape().to_string() + " ([out, in])");
   if (x.rows() <= kSmallM) {
-    if (y.rows() != x.rows() || y.dim(-1) != w.dim(0) || (bias && bias->numel() != w.dim(0)))
-      throw ShapeError("linear: output " + y.shape().to_string() + " / bias for weight " +
-                       w.shape().to_string());
-    small_m_linear(x, w, bias, y, options);
+    check_small_m(x, w.dim(0), w.dim(1), bias, y, w.shape().to_string());
+    small_m_linear(x, w.data(), w.dim(0), bias, y, options);
     return;
   }
   run_matmul(x, w, tag::ba, w.dim(0), bias, y, options);
+}
+
+Bf16Weights Bf16Weights::from(const Tensor& w) {
+  if (w.rank() != 2) throw ShapeError("Bf16Weights: weight " + w.shape().to_string());
+  Bf16Weights out;
+  out.rows_ = w.dim(0);
+  out.cols_ = w.dim(1);
+  out.data_.resize(static_cast<size_t>(w.numel()));
+  const float* src = w.data();
+  for (size_t i = 0; i < out.data_.size(); ++i) {
+    const uint32_t u = std::bit_cast<uint32_t>(src[i]);
+    // Round to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN.
+    out.data_[i] = std::isnan(src[i]) ? uint16_t(0x7fc0)
+                                      : static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+  }
+  return out;
+}
+
+void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
+            const LinearOptions& options) {
+  const std::string shape =
+      "bf16 [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) + "]";
+  check_small_m(x, w.rows(), w.cols(), bias, y, shape);
+  if (x.rows() > kSmallM)
+    throw ShapeError("linear: bf16 weights serve decode-size products (<= " +
+                     std::to_string(kSmallM) + " rows), got " + std::to_string(x.rows()));
+  small_m_linear(x, w.data(), w.rows(), bias, y, options);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const LinearOptions& options) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 
 #include "nn/test_util.h"
@@ -101,6 +102,34 @@ TEST(Linear, MatmulWithInOutWeights) {
       want[i * 20 + j] = s;
     }
   EXPECT_LT(rel_error(y, want), 1e-5);
+}
+
+// bf16 weights: rounding as torch's .to(torch.bfloat16), and products equal to fp32 products on
+// the rounded values (the widening is exact, the accumulation the same fp32 loop).
+TEST(Linear, Bf16WeightsRoundToNearestEvenAndMatchFp32OnRoundedValues) {
+  const float samples[] = {1.0f, 1.00390625f /* tie, stays */, 1.01171875f /* tie, up */,
+                           -2.5f, 3.14159265f};
+  Tensor s = Tensor::view(samples, {1, 5});
+  Bf16Weights r = Bf16Weights::from(s);
+  const uint16_t want[] = {0x3f80, 0x3f80, 0x3f82, 0xc020, 0x4049};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(r.data()[i], want[i]) << i;
+
+  for (int64_t m : {1, 3, 5, 16}) {
+    const int64_t k = 100, n = 1031;  // K not a multiple of 8, N not of 4
+    Tensor x = random_tensor({m, k}, 4), w = random_tensor({n, k}, 5), b = random_tensor({n}, 6);
+    Bf16Weights w16 = Bf16Weights::from(w);
+    Tensor rounded = Tensor::empty({n, k});
+    for (int64_t i = 0; i < w.numel(); ++i)
+      rounded.mutable_data()[i] = std::bit_cast<float>(uint32_t{w16.data()[i]} << 16);
+    Tensor y = Tensor::empty({m, n});
+    linear(x, w16, &b, y, {.activation = Activation::kGelu});
+    Tensor ref = Tensor::empty({m, n});
+    linear(x, rounded, &b, ref, {.activation = Activation::kGelu});
+    EXPECT_LT(rel_error(y, std::vector<double>(ref.data(), ref.data() + ref.numel())), 1e-6) << m;
+  }
+  Tensor big = random_tensor({17, 8}, 7);
+  Tensor out = Tensor::empty({17, 2});
+  EXPECT_THROW(linear(big, Bf16Weights::from(random_tensor({2, 8}, 8)), nullptr, out), ShapeError);
 }
 
 TEST(Linear, RejectsMismatchedShapes) {
