@@ -33,6 +33,7 @@ struct CaptionArgs {
   std::optional<int> min_new_tokens;
   std::vector<std::string> generation;  // extra KEY=VALUE generation settings
   bool raw = false;                     // also print ids and decoded text
+  bool bf16_decoder = false;            // bf16 copies of the decoder's weights
 };
 
 // The model runs in the engine module, loaded here on first use: the executable links none of
@@ -47,6 +48,7 @@ int run_caption(const CaptionArgs& a) {
   options.max_new_tokens = a.max_new_tokens;
   options.min_new_tokens = a.min_new_tokens;
   options.generation = a.generation;
+  options.bf16_decoder = a.bf16_decoder;
   const std::unique_ptr<florence::Engine> engine = florence::create_engine(options);
 
   florence::EngineRequest request;
@@ -100,6 +102,8 @@ void add_caption_command(CLI::App& app, int& exit_code) {
                 "KEY=VALUE generation setting, as in generation_config.json (repeatable), e.g. "
                 "early_stopping=never, no_repeat_ngram_size=0, length_penalty=2");
   c->add_flag("--raw", args.raw, "also print the generated ids and the decoded text first");
+  c->add_flag("--bf16-decoder", args.bf16_decoder,
+              "decode with bf16 copies of the decoder's weights (half the bytes per step)");
   c->callback([&exit_code] { guarded(exit_code, args); });
 }
 

@@ -46,6 +46,7 @@ struct EngineOptions {
   int max_new_tokens = 1024;            // the seed's generate() call
   std::optional<int> min_new_tokens;    // fewest tokens before </s>
   std::vector<std::string> generation;  // extra generation_config settings, "KEY=VALUE"
+  bool bf16_decoder = false;            // decode steps read bf16 copies (ModelOptions)
 };
 
 // One image and task. Exactly one of image_bytes / image_path is used (bytes win when set).

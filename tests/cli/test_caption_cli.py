@@ -77,6 +77,11 @@ def test_grounding_with_text_greedy_matches_reference():
     run_like_reference("p08", "greedy", MODEL)
 
 
+def test_bf16_decoder_weights_on_bf16_exact_weights():
+    # The fixture's weights are exactly representable in bf16, so the tokens must not change.
+    run_like_reference("p05", "beam3", MODEL, "--bf16-decoder")
+
+
 def test_folder_without_tokenizer_takes_one():
     run_like_reference("p16", "beam3", TINY / "remote-sharded-bf16", "--tokenizer",
                        TINY / "remote-bin-fp16")
