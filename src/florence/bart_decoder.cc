@@ -122,21 +122,28 @@ void BartDecoderSession::reorder(const std::vector<int>& parents) {
   cache_.reorder(parents);
 }
 
-void BartDecoder::use_bf16_weights() {
+void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
   if (bf16_weights()) return;
+  // Converting reads every fp32 page once; afterwards only the copies are read.
+  auto convert = [&](const nn::Tensor& w) {
+    nn::Bf16Weights copy = nn::Bf16Weights::from(w);
+    checkpoint.release_pages({w.data(), static_cast<size_t>(w.numel())});
+    return copy;
+  };
   for (BartDecoderLayerWeights& layer : layers_) {
     BartAttentionWeights& sa = layer.self_attn;
-    sa.q16 = nn::Bf16Weights::from(sa.q_w);
-    sa.k16 = nn::Bf16Weights::from(sa.k_w);
-    sa.v16 = nn::Bf16Weights::from(sa.v_w);
-    sa.out16 = nn::Bf16Weights::from(sa.out_w);
+    sa.q16 = convert(sa.q_w);
+    sa.k16 = convert(sa.k_w);
+    sa.v16 = convert(sa.v_w);
+    sa.out16 = convert(sa.out_w);
     BartAttentionWeights& ca = layer.cross_attn;  // k/v: projected once per request, M > 16
-    ca.q16 = nn::Bf16Weights::from(ca.q_w);
-    ca.out16 = nn::Bf16Weights::from(ca.out_w);
-    layer.ffn.fc1_16 = nn::Bf16Weights::from(layer.ffn.fc1_w);
-    layer.ffn.fc2_16 = nn::Bf16Weights::from(layer.ffn.fc2_w);
+    ca.q16 = convert(ca.q_w);
+    ca.out16 = convert(ca.out_w);
+    layer.ffn.fc1_16 = convert(layer.ffn.fc1_w);
+    layer.ffn.fc2_16 = convert(layer.ffn.fc2_w);
   }
-  lm_head16_ = nn::Bf16Weights::from(lm_head_);
+  // The tied table: token embedding lookups fault back the few rows a request reads.
+  lm_head16_ = convert(lm_head_);
 }
 
 BartDecoder::BartDecoder(const Checkpoint& ckpt, int vocab) : config_(ckpt.config().text) {

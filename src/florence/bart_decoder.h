@@ -44,8 +44,9 @@ class BartDecoder {
 
   // Keeps bf16 copies of the weights every decode step reads (self-attention, cross-attention
   // query/output, feed-forward, lm_head: half the bytes per step); the step then uses them. The
-  // cross-attention keys/values and the embeddings stay fp32. Call before start().
-  void use_bf16_weights();
+  // cross-attention keys/values and the embeddings stay fp32. The fp32 pages of what was copied
+  // leave the resident set (Checkpoint::release_pages). Call before start().
+  void use_bf16_weights(const Checkpoint& checkpoint);
   bool bf16_weights() const { return !lm_head16_.empty(); }
 
   int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }

@@ -2,9 +2,11 @@
 #include "florence/weights_checkpoint.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -317,6 +319,20 @@ std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> out;
   for (const auto& [name, view] : tensors_) out.push_back(name);
   return out;
+}
+
+void Checkpoint::release_pages(std::span<const float> data) const {
+  const auto* begin = reinterpret_cast<const std::byte*>(data.data());
+  const auto* end = begin + data.size_bytes();
+  for (const auto& file : mapped_) {
+    if (begin < file->data() || end > file->data() + file->size()) continue;
+    // Whole pages inside the tensor only: the pages at its ends may hold neighbours in use.
+    const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
+    const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(end) / page * page;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    return;
+  }
 }
 
 std::size_t Checkpoint::mapped_bytes() const {

@@ -65,6 +65,11 @@ class Checkpoint {
   const std::vector<std::string>& notes() const { return notes_; }
   // Bytes of the mapped weight files.
   std::size_t mapped_bytes() const;
+  // For weights the caller has copied (bf16 decoder copies): drops the whole pages of `data` from
+  // this process's resident set when they lie in a mapped file (MADV_DONTNEED on a read-only
+  // file mapping: they stay in the page cache and fault back in if read again). A no-op for
+  // owned upcasts, whose pages hold the only copy.
+  void release_pages(std::span<const float> data) const;
 
  private:
   Checkpoint() = default;
