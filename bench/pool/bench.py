@@ -18,38 +18,15 @@ Writes bench/out/pool.json and prints a table.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
-import base64
 from pathlib import Path
-
-import redis
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE.parent / "queue"))
-from bench import enqueue, free_port  # noqa: E402  (bench/queue's generator)
-
-
-def message(task, args):
-    tid = str(uuid.uuid4())
-    body = json.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                  "chord": None}])
-    return json.dumps({
-        "body": base64.b64encode(body.encode()).decode(), "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {"lang": "py", "task": task, "id": tid, "shadow": None, "eta": None,
-                    "expires": None, "group": None, "group_index": None, "retries": 0,
-                    "timelimit": [None, None], "root_id": tid, "parent_id": None,
-                    "argsrepr": repr(tuple(args)), "kwargsrepr": "{}", "origin": "gen0@bench",
-                    "ignore_result": False},
-        "properties": {"correlation_id": tid, "reply_to": "", "delivery_mode": 2,
-                       "delivery_info": {"exchange": "", "routing_key": "celery"},
-                       "priority": 0, "body_encoding": "base64",
-                       "delivery_tag": str(uuid.uuid4())}})
+sys.path.insert(0, str(HERE.parent / "common"))
+from harness import RedisBench, enqueue, task_message  # noqa: E402  (shared with bench/queue)
 
 
 def tree_pids(pid):
@@ -72,22 +49,11 @@ def rollup(pid):
                                        "Private_Clean", "Private_Dirty")}
 
 
-class Bench:
+class Bench(RedisBench):
     def __init__(self, celeriac, n):
+        super().__init__()
         self.celeriac = celeriac
         self.n = n
-        self.port = free_port()
-        self.redis = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind",
-                                       "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                      stdout=subprocess.DEVNULL)
-        self.r = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                self.r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        self.rb = redis.Redis(port=self.port, db=1)
 
     def start(self, pool, concurrency=2, *extra):
         cmd = [self.celeriac, "worker", "-b", f"redis://127.0.0.1:{self.port}/0",
@@ -95,14 +61,6 @@ class Bench:
                "-l", "warning", "--pool", pool, "--test-tasks", "-n", f"{pool}@bench", *extra]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-
-    def stop(self, p):
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
     def wait_results(self, n, p, timeout=300):
         start = time.perf_counter()
@@ -131,7 +89,7 @@ class Bench:
         time.sleep(1.0)  # started, children up
         pipe = self.r.pipeline(transaction=False)
         for _ in range(n):
-            pipe.lpush("celery", message("tasks.sleep", [seconds]))
+            pipe.lpush("celery", task_message("tasks.sleep", [seconds]))
         t0 = time.perf_counter()
         pipe.execute()
         _, _, end = self.wait_results(n, p)
@@ -146,7 +104,7 @@ class Bench:
         idle = {pid: rollup(pid) for pid in tree_pids(p.pid)}
         # Two tasks at once, each holding its executor, so both executors map the file.
         for _ in range(2):
-            self.r.lpush("celery", message("tests.map_file", [str(mapped_file), 1.0]))
+            self.r.lpush("celery", task_message("tests.map_file", [str(mapped_file), 1.0]))
         self.wait_results(2, p)
         mapped = {pid: rollup(pid) for pid in tree_pids(p.pid)}
         self.stop(p)
@@ -158,16 +116,12 @@ class Bench:
         time.sleep(1.0)
         pipe = self.r.pipeline(transaction=False)
         for _ in range(n):
-            pipe.lpush("celery", message("tests.abort", []))
+            pipe.lpush("celery", task_message("tests.abort", []))
         t0 = time.perf_counter()
         pipe.execute()
         _, _, end = self.wait_results(n, p)
         self.stop(p)
         return (end - t0) / n * 1000
-
-    def close(self):
-        self.redis.kill()
-        self.redis.wait()
 
 
 def main():

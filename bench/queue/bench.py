@@ -2,58 +2,22 @@
 redis-server, in one run. Prints a table with tasks/s, ratios, round-trip latency, idle RSS and
 start-to-first-result. Run it through run.sh (it builds, installs the peers and starts Redis)."""
 import argparse
-import base64
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import redis
 from celery import Celery
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def task_message(i):
-    """tasks.add(i, 1) exactly as Celery 5's client writes it (protocol 2, kombu envelope)."""
-    tid = str(uuid.uuid4())
-    body = json.dumps([[i, 1], {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                    "chord": None}])
-    return json.dumps({
-        "body": base64.b64encode(body.encode()).decode(), "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {"lang": "py", "task": "tasks.add", "id": tid, "shadow": None, "eta": None,
-                    "expires": None, "group": None, "group_index": None, "retries": 0,
-                    "timelimit": [None, None], "root_id": tid, "parent_id": None,
-                    "argsrepr": f"({i}, 1)", "kwargsrepr": "{}", "origin": "gen0@bench",
-                    "ignore_result": False},
-        "properties": {"correlation_id": tid, "reply_to": "", "delivery_mode": 2,
-                       "delivery_info": {"exchange": "", "routing_key": "celery"},
-                       "priority": 0, "body_encoding": "base64",
-                       "delivery_tag": str(uuid.uuid4())}})
-
-
-def enqueue(r, n):
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.lpush("celery", task_message(i))
-        if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+sys.path.insert(0, str(HERE.parent / "common"))
+from harness import RedisBench, enqueue  # noqa: E402  (shared with bench/pool)
 
 
 def process_tree_rss_kb(pid):
@@ -71,22 +35,11 @@ def process_tree_rss_kb(pid):
     return total
 
 
-class Bench:
+class Bench(RedisBench):
     def __init__(self, n, latency_n):
+        super().__init__()
         self.n = n
         self.latency_n = latency_n
-        self.port = free_port()
-        self.redis = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind",
-                                       "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                      stdout=subprocess.DEVNULL)
-        self.r = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                self.r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        self.rb = redis.Redis(port=self.port, db=1)
         self.broker = f"redis://127.0.0.1:{self.port}/0"
         self.backend = f"redis://127.0.0.1:{self.port}/1"
         self.env = dict(os.environ, BENCH_BROKER=self.broker, BENCH_BACKEND=self.backend)
@@ -105,14 +58,6 @@ class Bench:
     def start(self, cmd):
         return subprocess.Popen(cmd, cwd=HERE, env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def stop(self, p):
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
     def drain(self, cmd):
         """Enqueue N, start the worker, time until N results are stored."""
@@ -181,10 +126,6 @@ class Bench:
         out = subprocess.run(["node", str(HERE / "bullmq_bench.mjs"), str(self.port), str(self.n)],
                              capture_output=True, text=True, check=True, cwd=HERE)
         return json.loads(out.stdout.strip().splitlines()[-1])
-
-    def close(self):
-        self.redis.kill()
-        self.redis.wait()
 
 
 def main():
