@@ -17,11 +17,9 @@
 // Usage: celeriac_bench_florence --model DIR --image FILE [--task '<CAPTION>'] [--new-tokens 64]
 //          [--beams 3] [--threads 2] [--runs 2]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -29,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_clock.h"
 #include "florence/davit.h"
 #include "florence/generate.h"
 #include "florence/model.h"
@@ -43,17 +42,8 @@ using nlohmann::json;
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Process CPU time, all threads: on a machine shared with other jobs the wall time also measures
-// the scheduler.
-double cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+using bench::cpu_s;
+using bench::now_s;
 
 long vm_kib(const char* field) {
   std::ifstream in("/proc/self/status");

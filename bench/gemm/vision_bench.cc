@@ -6,17 +6,15 @@
 // Usage: celeriac_vision_bench CHECKPOINT_DIR REFERENCE.safetensors [--threads N] [--runs N]
 //   e.g. .cache/florence-2-base-random/native
 //   .cache/florence-2-base-random/reference/image0.safetensors
-#include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <string>
 #include <vector>
 
+#include "bench_clock.h"
 #include "florence/davit.h"
+#include "florence/reference_error.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_safetensors.h"
 #include "nn/threading.h"
@@ -25,17 +23,10 @@ using namespace celeriac;
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// CPU time of the whole process: on a machine shared with other jobs the wall time measures the
-// scheduler; with 1 thread, CPU time measures the code.
-double cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+using bench::cpu_s;
+using bench::now_s;
+using florence::flat_error;
+using florence::map_error;
 
 // Linear-layer and convolution multiply-adds of the tower for a given config and image size
 // (attention products included), for the GFLOP/s figure: spec §15 counts ~190 GMAC at 768².
@@ -57,16 +48,6 @@ double tower_gmac(const florence::VisionConfig& v, int64_t size) {
     cin = c;
   }
   return mac / 1e9;
-}
-
-double map_error(const float* got, const float* want, int64_t c, int64_t hw) {
-  double worst = 0, scale = 1e-30;
-  for (int64_t ch = 0; ch < c; ++ch)
-    for (int64_t t = 0; t < hw; ++t) {
-      worst = std::max(worst, double(std::fabs(got[t * c + ch] - want[ch * hw + t])));
-      scale = std::max(scale, double(std::fabs(want[ch * hw + t])));
-    }
-  return worst / scale;
 }
 
 }  // namespace
@@ -121,13 +102,8 @@ int main(int argc, char** argv) {
   auto it = ref.tensors.find("image_features");
   if (it != ref.tensors.end()) {
     const float* want = reinterpret_cast<const float*>(it->second.data);
-    double worst = 0, scale = 1e-30;
-    for (int64_t i = 0; i < tokens.numel(); ++i) {
-      worst = std::max(worst, double(std::fabs(tokens.data()[i] - want[i])));
-      scale = std::max(scale, double(std::fabs(want[i])));
-    }
     std::printf("visual tokens [%ld, %ld] rel error %.2e\n", long(tokens.dim(1)),
-                long(tokens.dim(2)), worst / scale);
+                long(tokens.dim(2)), flat_error(tokens.data(), want, tokens.numel()));
   }
   return 0;
 }

@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <string>
 
+#include "florence/model_test_util.h"
+#include "florence/reference_error.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_safetensors.h"
 #include "nn/threading.h"
@@ -29,27 +29,6 @@ const float* ref_data(const TensorSet& set, const std::string& name, int64_t num
   EXPECT_EQ(it->second.dtype, DType::kF32);
   EXPECT_EQ(it->second.numel(), numel) << name;
   return reinterpret_cast<const float*>(it->second.data);
-}
-
-// max |got - want| / max |want|, with `got` a channels-last map [h, w, C] and `want` NCHW [C, h,
-// w].
-double map_error(const float* got, const float* want, int64_t c, int64_t hw) {
-  double worst = 0, scale = 1e-30;
-  for (int64_t ch = 0; ch < c; ++ch)
-    for (int64_t t = 0; t < hw; ++t) {
-      worst = std::max(worst, double(std::fabs(got[t * c + ch] - want[ch * hw + t])));
-      scale = std::max(scale, double(std::fabs(want[ch * hw + t])));
-    }
-  return worst / scale;
-}
-
-double flat_error(const float* got, const float* want, int64_t n) {
-  double worst = 0, scale = 1e-30;
-  for (int64_t i = 0; i < n; ++i) {
-    worst = std::max(worst, double(std::fabs(got[i] - want[i])));
-    scale = std::max(scale, double(std::fabs(want[i])));
-  }
-  return worst / scale;
 }
 
 class VisionEncoderTiny : public ::testing::TestWithParam<const char*> {};
@@ -94,23 +73,18 @@ TEST_P(VisionEncoderTiny, StagesFeaturesAndTokensMatchTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, VisionEncoderTiny,
-                         ::testing::Values("native-safetensors-fp32", "native-bin-bf16",
-                                           "remote-bin-fp16", "remote-sharded-bf16"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Checkpoints, VisionEncoderTiny, ::testing::ValuesIn(testing::kTinyFolders),
+                         testing::FolderName());
 
 // Acceptance on the full Florence-2-base configuration (random weights, generated locally by
 // scripts/fixtures/make_florence_base_random.py, never committed). Opt-in, ~20-35 s on 2 shared
 // cores:
 //   CELERIAC_FLORENCE_BASE=.cache/florence-2-base-random \
 //     build/src/florence/celeriac_florence_model_test --gtest_filter='*Base*'
-TEST(VisionEncoderBase, MatchesTransformersOnBothLayouts) {
-  const char* dir = std::getenv("CELERIAC_FLORENCE_BASE");
-  if (!dir) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+class VisionEncoderBase : public testing::BaseCheckpointTest {};
+
+TEST_F(VisionEncoderBase, MatchesTransformersOnBothLayouts) {
+  const char* dir = root();
   TensorSet ref = read_safetensors(std::string(dir) + "/reference/image0.safetensors");
   const int64_t size = 768, plane = 3 * size * size;
   nn::Tensor pixels = nn::Tensor::view(ref_data(ref, "pixel_values", plane), {1, 3, size, size});

@@ -12,23 +12,11 @@ set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/search_math.cc PROPERTIES
 target_include_directories(celeriac_florence_generate PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(celeriac_florence_generate PUBLIC nlohmann_json::nlohmann_json)
 
-add_executable(celeriac_florence_generate_test
-  ${CMAKE_CURRENT_LIST_DIR}/generate_test.cc
-)
-target_compile_definitions(celeriac_florence_generate_test PRIVATE
-  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
-target_link_libraries(celeriac_florence_generate_test PRIVATE celeriac_florence_generate
-  GTest::gtest_main)
-gtest_discover_tests(celeriac_florence_generate_test PROPERTIES LABELS unit)
+celeriac_florence_test(celeriac_florence_generate_test
+  SOURCES generate_test.cc
+  LIBS celeriac_florence_generate)
 
 # The search on the real model: the tiny checkpoints end to end against the reference outputs.
-add_executable(celeriac_florence_generate_model_test
-  ${CMAKE_CURRENT_LIST_DIR}/generate_model_test.cc
-)
-target_compile_definitions(celeriac_florence_generate_model_test PRIVATE
-  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
-target_link_libraries(celeriac_florence_generate_model_test PRIVATE celeriac_florence_generate
-  celeriac_florence_model GTest::gtest_main)
-# OpenMP threads that spin while waiting make this 5-25x slower on a busy two-core machine.
-gtest_discover_tests(celeriac_florence_generate_model_test PROPERTIES LABELS unit
-  ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)
+celeriac_florence_test(celeriac_florence_generate_model_test OMP_PASSIVE
+  SOURCES generate_model_test.cc
+  LIBS celeriac_florence_generate celeriac_florence_model)

@@ -16,6 +16,7 @@
 
 #include "florence/generate.h"
 #include "florence/model.h"
+#include "florence/model_test_util.h"
 #include "florence/postprocess.h"
 #include "florence/tokenizer.h"
 #include "image/decode.h"
@@ -155,7 +156,7 @@ std::pair<int, int> bf16_agreement(const Reference& ref, const std::filesystem::
   return {same, runs};
 }
 
-class TinyCheckpoint : public ::testing::TestWithParam<std::string> {};
+class TinyCheckpoint : public ::testing::TestWithParam<const char*> {};
 
 // The fixture scripts round every weight to a value bf16 (and fp16) hold exactly, so here the bf16
 // copies carry the same values and every run must stay identical: this checks that the bf16 path
@@ -163,8 +164,8 @@ class TinyCheckpoint : public ::testing::TestWithParam<std::string> {};
 // the tokens (that needs real weights; the count is printed and recorded for them).
 TEST_P(TinyCheckpoint, Bf16DecoderWeightsAgreement) {
   const auto [same, runs] = bf16_agreement(Reference::tiny(), kTiny / GetParam());
-  std::printf("bf16 decoder weights, %s: %d of %d reference runs token-identical\n",
-              GetParam().c_str(), same, runs);
+  std::printf("bf16 decoder weights, %s: %d of %d reference runs token-identical\n", GetParam(),
+              same, runs);
   RecordProperty("bf16_agreement", std::to_string(same) + "/" + std::to_string(runs));
   EXPECT_EQ(runs, 47);
   EXPECT_EQ(same, runs);
@@ -178,9 +179,10 @@ TEST_P(TinyCheckpoint, GeneratesAndParsesLikeTheReference) {
 // Acceptance on the full Florence-2-base configuration (random weights, generated locally and
 // never committed; `make florence-base-check` makes it and runs this): both key layouts, every
 // reference run greedy and with 3 beams, tokens, text and parsed results identical.
-TEST(BaseCheckpoint, GeneratesAndParsesLikeTheReference) {
-  const char* root = std::getenv("CELERIAC_FLORENCE_BASE");
-  if (!root) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+class BaseCheckpoint : public testing::BaseCheckpointTest {};
+
+TEST_F(BaseCheckpoint, GeneratesAndParsesLikeTheReference) {
+  const char* root = this->root();
   const Reference ref(root, "native");
   const int runs = 2 * static_cast<int>(ref.generations.at("pairs").size());
   for (const char* layout : {"native", "remote"}) {
@@ -192,14 +194,8 @@ TEST(BaseCheckpoint, GeneratesAndParsesLikeTheReference) {
               total);
 }
 
-INSTANTIATE_TEST_SUITE_P(Florence, TinyCheckpoint,
-                         ::testing::Values("native-safetensors-fp32", "native-bin-bf16",
-                                           "remote-bin-fp16", "remote-sharded-bf16"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) c = c == '-' ? '_' : c;
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Florence, TinyCheckpoint, ::testing::ValuesIn(testing::kTinyFolders),
+                         testing::FolderName());
 
 // Several inputs in one session (prompts of different lengths, sequences that end at different
 // steps): each must come out as it did alone, padded with pad_token_id to the longest.

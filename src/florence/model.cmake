@@ -16,15 +16,6 @@ target_include_directories(celeriac_florence_model PUBLIC ${CMAKE_SOURCE_DIR}/sr
 target_link_libraries(celeriac_florence_model PUBLIC celeriac_nn celeriac_florence_weights
   celeriac_florence celeriac_image)
 
-add_executable(celeriac_florence_model_test
-  ${CMAKE_CURRENT_LIST_DIR}/davit_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/bart_kv_cache_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/model_test.cc
-)
-target_compile_definitions(celeriac_florence_model_test PRIVATE
-  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
-target_link_libraries(celeriac_florence_model_test PRIVATE celeriac_florence_model
-  celeriac_florence_generate GTest::gtest_main)
-# OpenMP threads that spin while waiting slow the tests down many times on a busy two-core machine.
-gtest_discover_tests(celeriac_florence_model_test PROPERTIES LABELS unit
-  ENVIRONMENT OMP_WAIT_POLICY=PASSIVE)
+celeriac_florence_test(celeriac_florence_model_test OMP_PASSIVE
+  SOURCES davit_test.cc bart_kv_cache_test.cc model_test.cc
+  LIBS celeriac_florence_model celeriac_florence_generate)

@@ -29,6 +29,7 @@
 
 #include "florence/davit.h"
 #include "florence/generate.h"
+#include "florence/model_test_util.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_safetensors.h"
 #include "nn/threading.h"
@@ -241,14 +242,8 @@ TEST_P(ModelTiny, BatchOfAllPairsMatchesSingleInputs) {
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seqs[i], f.pairs[i].greedy) << f.pairs[i].id;
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, ModelTiny,
-                         ::testing::Values("native-safetensors-fp32", "native-bin-bf16",
-                                           "remote-bin-fp16", "remote-sharded-bf16"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Checkpoints, ModelTiny, ::testing::ValuesIn(testing::kTinyFolders),
+                         testing::FolderName());
 
 // Acceptance on the full Florence-2-base configuration (random weights, generated locally by
 // scripts/fixtures/make_florence_base_random.py, never committed; opt-in like the vision test):
@@ -256,9 +251,10 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, ModelTiny,
 //     build/src/florence/celeriac_florence_model_test --gtest_filter='*Base*'
 // Checks encoder states and first-step logits (max abs error 1e-3) and the greedy tokens of every
 // reference pair, and prints per-stage times on the current thread setting.
-TEST(ModelBase, MatchesTransformersAndReportsStageTimes) {
-  const char* root = std::getenv("CELERIAC_FLORENCE_BASE");
-  if (!root) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+class ModelBase : public testing::BaseCheckpointTest {};
+
+TEST_F(ModelBase, MatchesTransformersAndReportsStageTimes) {
+  const char* root = this->root();
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -315,9 +311,8 @@ TEST(ModelBase, MatchesTransformersAndReportsStageTimes) {
 
 // Decoder step times on the base configuration (3 beams, reorders between steps), for 1 and 2
 // intra-op threads: the median over steps 1-20 and 100-119. Opt-in as above.
-TEST(ModelBase, DecoderStepTimes) {
-  const char* root = std::getenv("CELERIAC_FLORENCE_BASE");
-  if (!root) GTEST_SKIP() << "CELERIAC_FLORENCE_BASE not set";
+TEST_F(ModelBase, DecoderStepTimes) {
+  const char* root = this->root();
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();

@@ -12,12 +12,6 @@ target_compile_options(celeriac_florence PRIVATE -ffp-contract=off)
 target_include_directories(celeriac_florence PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(celeriac_florence PUBLIC nlohmann_json::nlohmann_json PRIVATE ICU::uc)
 
-add_executable(celeriac_florence_text_test
-  ${CMAKE_CURRENT_LIST_DIR}/tokenizer_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/prompts_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/postprocess_test.cc
-)
-target_compile_definitions(celeriac_florence_text_test PRIVATE
-  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
-target_link_libraries(celeriac_florence_text_test PRIVATE celeriac_florence GTest::gtest_main)
-gtest_discover_tests(celeriac_florence_text_test PROPERTIES LABELS unit)
+celeriac_florence_test(celeriac_florence_text_test
+  SOURCES tokenizer_test.cc prompts_test.cc postprocess_test.cc
+  LIBS celeriac_florence)

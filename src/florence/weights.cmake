@@ -18,17 +18,9 @@ target_link_libraries(celeriac_florence_weights
   PUBLIC nlohmann_json::nlohmann_json
   PRIVATE celeriac_storage OpenSSL::Crypto spdlog::spdlog Threads::Threads)
 
-add_executable(celeriac_florence_weights_test
-  ${CMAKE_CURRENT_LIST_DIR}/weights_test_util.cc
-  ${CMAKE_CURRENT_LIST_DIR}/config_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/weights_safetensors_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/weights_torch_zip_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/weights_checkpoint_test.cc
-  ${CMAKE_CURRENT_LIST_DIR}/hub_test.cc
-)
+celeriac_florence_test(celeriac_florence_weights_test
+  SOURCES weights_test_util.cc config_test.cc weights_safetensors_test.cc weights_torch_zip_test.cc
+    weights_checkpoint_test.cc hub_test.cc
+  LIBS celeriac_florence_weights)
 target_compile_definitions(celeriac_florence_weights_test PRIVATE
-  CELERIAC_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data"
   CELERIAC_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
-target_link_libraries(celeriac_florence_weights_test PRIVATE celeriac_florence_weights
-  GTest::gtest_main)
-gtest_discover_tests(celeriac_florence_weights_test PROPERTIES LABELS unit)

@@ -8,8 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
+#include <vector>
 
 #include "florence/weights_layout.h"
 #include "florence/weights_safetensors.h"
@@ -23,45 +22,6 @@ namespace fs = std::filesystem;
 
 bool is_floating(DType d) {
   return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64;
-}
-
-// pytorch_model.bin.index.json: the same weight_map as the safetensors index, over .bin shards.
-TensorSet read_torch_index(const fs::path& index_path, const MapOptions& options) {
-  std::ifstream in(index_path);
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw WeightsError(Kind::kFormat, index_path.string() + ": not JSON: " + e.what());
-  }
-  std::map<std::string, std::vector<std::string>> by_shard;
-  // Keep the map alive for the loop: iterating items() of a temporary would dangle.
-  const nlohmann::json weight_map = index.value("weight_map", nlohmann::json::object());
-  for (const auto& [name, shard] : weight_map.items()) {
-    by_shard[shard.get<std::string>()].push_back(name);
-  }
-  TensorSet set;
-  set.format = "pytorch";
-  for (const auto& [shard_name, names] : by_shard) {
-    if (shard_name.find('/') != std::string::npos) {
-      throw WeightsError(Kind::kFormat, index_path.string() + ": bad shard name " + shard_name);
-    }
-    TensorSet shard = read_torch_zip(index_path.parent_path() / shard_name, options);
-    for (const auto& name : names) {
-      if (!shard.tensors.count(name)) {
-        throw WeightsError(Kind::kMissing,
-                           index_path.string() + " lists " + name + " in " + shard_name +
-                               ", which does not hold it",
-                           name);
-      }
-    }
-    for (auto& f : shard.files) set.files.push_back(f);
-    for (auto& [name, view] : shard.tensors) {
-      set.origin[name] = shard.origin[name];
-      set.tensors.insert_or_assign(name, view);
-    }
-  }
-  return set;
 }
 
 // The sinusoid table of the remote code's PositionalEmbeddingCosine1D, in float32.
@@ -117,7 +77,8 @@ TensorSet read_checkpoint_tensors(const fs::path& dir, const std::string& format
     if (fs::exists(dir / "pytorch_model.bin"))
       return read_torch_zip(dir / "pytorch_model.bin", options);
     if (fs::exists(dir / "pytorch_model.bin.index.json")) {
-      return read_torch_index(dir / "pytorch_model.bin.index.json", options);
+      return read_sharded_index(dir / "pytorch_model.bin.index.json", "pytorch", read_torch_zip,
+                                options);
     }
   }
   throw WeightsError(Kind::kIo, dir.string() + " holds no " +
@@ -143,7 +104,7 @@ Checkpoint Checkpoint::open(const fs::path& path, const CheckpointOptions& optio
     if (ends(".safetensors.index.json"))
       raw = read_safetensors_index(path, map_options);
     else if (ends(".bin.index.json"))
-      raw = read_torch_index(path, map_options);
+      raw = read_sharded_index(path, "pytorch", read_torch_zip, map_options);
     else if (ends(".safetensors"))
       raw = read_safetensors(path, map_options);
     else

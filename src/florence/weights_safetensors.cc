@@ -98,6 +98,11 @@ TensorSet read_safetensors(const std::filesystem::path& path, const MapOptions& 
 
 TensorSet read_safetensors_index(const std::filesystem::path& index_path,
                                  const MapOptions& options) {
+  return read_sharded_index(index_path, "safetensors", read_safetensors, options);
+}
+
+TensorSet read_sharded_index(const std::filesystem::path& index_path, const std::string& format,
+                             ShardReader read_shard, const MapOptions& options) {
   std::ifstream in(index_path);
   if (!in) {
     throw WeightsError(Kind::kIo, "cannot open " + index_path.string());
@@ -129,9 +134,9 @@ TensorSet read_safetensors_index(const std::filesystem::path& index_path,
     by_shard[shard_name].push_back(name);
   }
   TensorSet set;
-  set.format = "safetensors";
+  set.format = format;
   for (const auto& [shard_name, names] : by_shard) {
-    TensorSet shard = read_safetensors(dir / shard_name, options);
+    TensorSet shard = read_shard(dir / shard_name, options);
     for (const auto& name : names) {
       if (!shard.tensors.count(name)) {
         throw WeightsError(Kind::kMissing,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 #include "florence/weights_mapped_file.h"
 #include "florence/weights_tensor_set.h"
@@ -21,5 +22,11 @@ TensorSet read_safetensors(const std::filesystem::path& path, const MapOptions& 
 // A name listed in the index but absent from its shard throws WeightsError(kMissing).
 TensorSet read_safetensors_index(const std::filesystem::path& index_path,
                                  const MapOptions& options = {});
+
+// The same for any shard format: pytorch_model.bin.index.json has the same weight_map over .bin
+// shards. Each shard is read by `read_shard`; the set's format is `format`.
+using ShardReader = TensorSet (*)(const std::filesystem::path&, const MapOptions&);
+TensorSet read_sharded_index(const std::filesystem::path& index_path, const std::string& format,
+                             ShardReader read_shard, const MapOptions& options = {});
 
 }  // namespace celeriac::florence
