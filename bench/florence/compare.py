@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--pytorch", type=Path, required=True)
     ap.add_argument("--celeriac", type=Path)
     ap.add_argument("--bf16", type=Path, help="celeriac_bench_florence_bf16's JSON")
+    ap.add_argument("--celeriac-bf16", type=Path,
+                    help="celeriac_bench_florence --bf16-decoder's JSON (the bf16 option)")
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -162,14 +164,16 @@ def main() -> None:
                   f"({b['own_bf16_ms'] / b['own_fp32_ms']:.2f}x the fp32 loop)")
         print(f"  bounds at the probe's {t[0]}-thread read rate: fp32 {w_bytes / bw / 1e6:.1f} ms, "
               f"bf16 {w_bytes / 2 / bw / 1e6:.1f} ms")
-        if cc:
-            # What bf16 storage would give end to end if the decode steps shrank by the 1-thread
-            # ratio just measured (the least disturbed by other load) and nothing else changed:
-            # an estimate, not a measurement.
-            r = bf16["t1"]["own_bf16_ms"] / bf16["t1"]["own_fp32_ms"]
-            est = cc["best"]["total_s"] - cc["best"]["decode_s"] * (1 - r)
-            print(f"  estimate: celeriac with bf16-stored decode weights {est:.2f} s total = "
-                  f"{py['best']['total_s'] / est:.2f}x PyTorch fp32")
+    cb = (json.loads(args.celeriac_bf16.read_text())
+          if args.celeriac_bf16 and args.celeriac_bf16.exists() else None)
+    if cb and cc:
+        same_fp32 = cb["token_ids"] == cc["token_ids"]
+        print(f"celeriac with bf16 decoder weights (measured): total {cb['best']['total_s']:.2f} s = "
+              f"{py['best']['total_s'] / cb['best']['total_s']:.2f}x PyTorch fp32; decode per token "
+              f"{cb['best']['decode_per_token_s'] * 1e3:.1f} ms = "
+              f"{cb['best']['decode_per_token_s'] / (bound_s / 2):.2f}x its bf16 bound; peak RSS "
+              f"{cb['peak_rss_mib']:.0f} MiB; load {cb['load_s']:.2f} s; tokens "
+              f"{'identical to' if same_fp32 else 'DIFFERENT from'} fp32")
 
     flags = cpu_flags()
     has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
@@ -203,12 +207,13 @@ def main() -> None:
     print(f"  [{'to do' if has_bf16 else 'n/a'}] bf16 >= 3x PyTorch fp32: "
           + ("this CPU has AVX-512 BF16/AMX" if has_bf16 else
              "this CPU has no AVX512_BF16 or AMX, so oneDNN builds no bf16 matmul here; bf16 "
-             "storage can only halve the bytes a decode step reads"))
+             "weights can only halve the bytes a decode step reads (measured above)"))
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "probe": probe, "pytorch": py, "celeriac": cc, "bf16": bf16, "table": table,
+            "probe": probe, "pytorch": py, "celeriac": cc, "bf16": bf16, "celeriac_bf16": cb,
+            "table": table,
             "vision_gflop": gflop, "decode_weight_bytes": w_bytes, "decode_cross_kv_bytes": kv_bytes,
             "decode_bound_s": bound_s, "vision_share_of_peak": share,
             "goals": [{"goal": g, "met": ok, "value": v} for g, ok, v in goals],

@@ -59,7 +59,12 @@ if [ -x "$bin"/celeriac_bench_florence ]; then
   warm
   OMP_NUM_THREADS=$threads taskset -c "$cores" "$bin"/celeriac_bench_florence "${common[@]}" \
     >"$out"/florence-celeriac.json
-  celeriac=(--celeriac "$out"/florence-celeriac.json)
+  # The bf16 option (decode steps read bf16 copies of the decoder's weights), same request.
+  warm
+  OMP_NUM_THREADS=$threads taskset -c "$cores" "$bin"/celeriac_bench_florence "${common[@]}" \
+    --bf16-decoder >"$out"/florence-celeriac-bf16.json
+  celeriac=(--celeriac "$out"/florence-celeriac.json
+            --celeriac-bf16 "$out"/florence-celeriac-bf16.json)
 fi
 exec python3 bench/florence/compare.py --probe "$out"/florence-probe.json \
   --pytorch "$out"/florence-pytorch.json "${celeriac[@]}" --bf16 "$out"/florence-bf16.json \
