@@ -57,14 +57,19 @@ Json python_add(const Json& x, const Json& y) {
 
 Json add(TaskContext& ctx) { return python_add(ctx.arg(0, "x"), ctx.arg(1, "y")); }
 
+// The moment `seconds` (a JSON number, checked by the caller) from now.
+std::chrono::steady_clock::time_point deadline_in(const Json& seconds) {
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(seconds.get<double>()));
+}
+
 Json sleep_task(TaskContext& ctx) {
   const Json& seconds = ctx.arg(0, "seconds");
   if (!seconds.is_number() || seconds.get<double>() < 0) {
     throw TaskError("ValueError", "seconds must be a non-negative number");
   }
-  auto until = std::chrono::steady_clock::now() +
-               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                   std::chrono::duration<double>(seconds.get<double>()));
+  const auto until = deadline_in(seconds);
   // Sleep in slices so revoke(terminate=True) and the soft time limit end the task promptly.
   while (std::chrono::steady_clock::now() < until) {
     ctx.check_cancelled();
@@ -107,9 +112,7 @@ Json flaky(TaskContext& ctx) {
 Json spin(TaskContext& ctx) {
   const Json& seconds = ctx.arg(0, "seconds");
   if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
-  auto until = std::chrono::steady_clock::now() +
-               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                   std::chrono::duration<double>(seconds.get<double>()));
+  const auto until = deadline_in(seconds);
   volatile uint64_t sink = 0;
   while (std::chrono::steady_clock::now() < until) {
     for (int i = 0; i < 10000; ++i) sink = sink + i;
@@ -123,9 +126,7 @@ Json spin(TaskContext& ctx) {
 Json cancellable(TaskContext& ctx) {
   const Json& seconds = ctx.arg(0, "seconds");
   if (!seconds.is_number()) throw TaskError("TypeError", "seconds must be a number");
-  auto until = std::chrono::steady_clock::now() +
-               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                   std::chrono::duration<double>(seconds.get<double>()));
+  const auto until = deadline_in(seconds);
   while (std::chrono::steady_clock::now() < until) {
     switch (ctx.cancel_reason()) {
       case worker::CancelReason::SoftTimeLimit: return "soft time limit";

@@ -116,31 +116,30 @@ TEST(PoolChildProcess, ChildHoldsNoDescriptorButItsSocket) {
   EXPECT_EQ(::access((dir + "/3").c_str(), F_OK), 0);
 }
 
+// The worker's soft time limit signal for job `job`, sent to `pid` 100 ms from now.
+std::thread soft_limit_later(pid_t pid, int job) {
+  return std::thread([pid, job] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::sigqueue(pid, SIGUSR1, sigval{.sival_int = job});
+  });
+}
+
 TEST(PoolChildProcess, SoftSignalCancelsOnlyTheJobItNames) {
   auto child = start_child();
   // A signal for another job (one that already ended) is ignored...
-  std::thread late([pid = child->pid()] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ::sigqueue(pid, SIGUSR1, sigval{.sival_int = 6});
-  });
+  std::thread late = soft_limit_later(child->pid(), 6);
   auto reply = run_job(*child, 7, "tests.cancellable", Json::array({0.4}));
   late.join();
   ASSERT_TRUE(reply);
   EXPECT_EQ((*reply)["value"], "not cancelled");
   // ...the one for the running job sets its cancel flag.
-  std::thread soft([pid = child->pid()] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ::sigqueue(pid, SIGUSR1, sigval{.sival_int = 8});
-  });
+  std::thread soft = soft_limit_later(child->pid(), 8);
   reply = run_job(*child, 8, "tests.cancellable", Json::array({10}));
   soft.join();
   ASSERT_TRUE(reply);
   EXPECT_EQ((*reply)["value"], "soft time limit");
   // And a task that does not catch it fails as Celery stores it.
-  std::thread soft2([pid = child->pid()] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ::sigqueue(pid, SIGUSR1, sigval{.sival_int = 9});
-  });
+  std::thread soft2 = soft_limit_later(child->pid(), 9);
   reply = run_job(*child, 9, "tasks.sleep", Json::array({10}));
   soft2.join();
   ASSERT_TRUE(reply);
