@@ -160,7 +160,7 @@ def main() -> None:
         for key in ("t1", "t2"):
             b = bf16[key]
             print(f"decode-step products alone, {key[1]} thread(s): oneDNN fp32 {b['dnnl_fp32_ms']:.1f} ms, "
-                  f"plain loop fp32 {b['own_fp32_ms']:.1f} ms, bf16-stored {b['own_bf16_ms']:.1f} ms "
+                  f"nn::linear fp32 {b['own_fp32_ms']:.1f} ms, bf16 weights {b['own_bf16_ms']:.1f} ms "
                   f"({b['own_bf16_ms'] / b['own_fp32_ms']:.2f}x the fp32 loop)")
         print(f"  bounds at the probe's {t[0]}-thread read rate: fp32 {w_bytes / bw / 1e6:.1f} ms, "
               f"bf16 {w_bytes / 2 / bw / 1e6:.1f} ms")
