@@ -218,13 +218,18 @@ void small_m_linear(const Tensor& x, const T* wp, int64_t n, const Tensor* bias,
   if (failed) throw ShapeError("linear: dnnl_sgemm failed for a decode-size product");
 }
 
+// Shapes of a decode-size product with weights [n, k] (`kind`: "fp32" or "bf16").
 void check_small_m(const Tensor& x, int64_t n, int64_t k, const Tensor* bias, const Tensor& y,
-                   const std::string& weight) {
+                   const char* kind) {
+  const auto weight = [&] {
+    return std::string(kind) + " [" + std::to_string(n) + ", " + std::to_string(k) + "]";
+  };
   if (x.rank() == 0 || x.dim(-1) != k)
-    throw ShapeError("linear: x " + x.shape().to_string() + " with weight " + weight +
+    throw ShapeError("linear: x " + x.shape().to_string() + " with weight " + weight() +
                      " ([out, in])");
   if (y.rows() != x.rows() || y.dim(-1) != n || (bias && bias->numel() != n))
-    throw ShapeError("linear: output " + y.shape().to_string() + " / bias for weight " + weight);
+    throw ShapeError("linear: output " + y.shape().to_string() + " / bias for weight " +
+                     weight());
 }
 
 }  // namespace
@@ -235,7 +240,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
     throw ShapeError("linear: x " + x.shape().to_string() + " with weight " +
                      w.shape().to_string() + " ([out, in])");
   if (x.rows() <= kSmallM) {
-    check_small_m(x, w.dim(0), w.dim(1), bias, y, w.shape().to_string());
+    check_small_m(x, w.dim(0), w.dim(1), bias, y, "fp32");
     small_m_linear(x, w.data(), w.dim(0), bias, y, options);
     return;
   }
@@ -260,9 +265,7 @@ Bf16Weights Bf16Weights::from(const Tensor& w) {
 
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
-  const std::string shape =
-      "bf16 [" + std::to_string(w.rows()) + ", " + std::to_string(w.cols()) + "]";
-  check_small_m(x, w.rows(), w.cols(), bias, y, shape);
+  check_small_m(x, w.rows(), w.cols(), bias, y, "bf16");
   if (x.rows() > kSmallM)
     throw ShapeError("linear: bf16 weights serve decode-size products (<= " +
                      std::to_string(kSmallM) + " rows), got " + std::to_string(x.rows()));
