@@ -57,24 +57,39 @@ long vm_kib(const char* field) {
 
 // Forwards to the model's session and times each step(): the decoder's own share of a decode
 // step, the rest being the search (log-softmax, processors, top-k, bookkeeping) and reorder().
+// A whole decode step is the time from one step() call to the next: forward, search, reorder.
 class TimedSession : public florence::DecoderSession {
  public:
   explicit TimedSession(florence::DecoderSession& inner) : inner_(inner) {}
   int rows() const override { return inner_.rows(); }
   int vocab_size() const override { return inner_.vocab_size(); }
   const float* step(const std::vector<int32_t>& tokens) override {
-    double t0 = now_s();
+    const double t0 = now_s();
     const float* logits = inner_.step(tokens);
+    entries_.push_back(t0);
     steps_.push_back(now_s() - t0);
     return logits;
   }
   void reorder(const std::vector<int>& parents) override { inner_.reorder(parents); }
   const std::vector<double>& steps() const { return steps_; }
+  // Whole steps after the first (which alone includes the session's first-use costs): from each
+  // step() call to the next one.
+  std::vector<double> whole_steps() const {
+    std::vector<double> out;
+    for (size_t i = 1; i + 1 < entries_.size(); ++i) out.push_back(entries_[i + 1] - entries_[i]);
+    return out;
+  }
 
  private:
   florence::DecoderSession& inner_;
-  std::vector<double> steps_;
+  std::vector<double> entries_, steps_;
 };
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[(v.size() - 1) / 2];
+}
 
 struct Args {
   std::string model, image, task = "<CAPTION>";
@@ -178,6 +193,7 @@ int main(int argc, char** argv) {
     const double e = now_s(), e_cpu = cpu_s();
     stage_mark(r, "encoder");
     auto session = model.start(encoded, config.num_beams);
+    const double e2 = now_s();
     TimedSession timed(*session);
     florence::GenerationResult out = florence::generate(timed, config);
     const double f = now_s(), f_cpu = cpu_s();
@@ -188,7 +204,6 @@ int main(int argc, char** argv) {
     double step_sum = 0;
     for (double s : steps) step_sum += s;
     std::vector<double> rest(steps.begin() + (n ? 1 : 0), steps.end());
-    std::sort(rest.begin(), rest.end());
     r.times = {
         {"preprocess_s", b - a},
         {"vision_s", c - b},
@@ -200,7 +215,11 @@ int main(int argc, char** argv) {
         {"decode_per_token_s", (f - e) / double(std::max<size_t>(1, n))},
         {"decoder_forward_per_step_s", step_sum / double(std::max<size_t>(1, n))},
         {"decoder_first_step_s", n ? steps[0] : 0.0},
-        {"decoder_median_step_s", rest.empty() ? 0.0 : rest[(rest.size() - 1) / 2]},
+        {"decoder_median_step_s", median(rest)},
+        // Once per request, before the first step: the cross-attention keys/values.
+        {"decoder_start_s", e2 - e},
+        // The steady decode step: forward + search + reorder, median over steps 2..n-1.
+        {"decode_step_median_s", median(timed.whole_steps())},
         {"generate_s", f - b},
         {"total_s", f - a},
         {"vision_cpu_s", c_cpu - b_cpu},

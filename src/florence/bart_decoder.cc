@@ -33,7 +33,7 @@ class BartDecoderSession : public DecoderSession {
   const float scale_;                          // head_dim^-0.5
   std::vector<int64_t> lengths_;               // [inputs] valid encoder rows
   int64_t enc_seq_ = 0;                        // S: rows per input in the cross K/V
-  std::vector<nn::Tensor> cross_k_, cross_v_;  // per layer [inputs, S, d]
+  std::vector<nn::FixedKv> cross_;             // per layer, keys/values of [inputs, S, d]
   BeamKvCache cache_;
   // Step buffers, allocated once.
   nn::Tensor x_, q_, attended_;  // [rows, d]
@@ -58,8 +58,9 @@ BartDecoderSession::BartDecoderSession(const BartDecoder& decoder, const nn::Ten
   const nn::Tensor flat = states.reshape({inputs_ * enc_seq_, d_});
   for (const BartDecoderLayerWeights& layer : decoder.layers_) {
     const BartAttentionWeights& a = layer.cross_attn;
-    cross_k_.push_back(nn::linear(flat, a.k_w, &a.k_b).reshape({inputs_, enc_seq_, d_}));
-    cross_v_.push_back(nn::linear(flat, a.v_w, &a.v_b).reshape({inputs_, enc_seq_, d_}));
+    cross_.emplace_back(nn::linear(flat, a.k_w, &a.k_b).reshape({inputs_, enc_seq_, d_}),
+                        nn::linear(flat, a.v_w, &a.v_b).reshape({inputs_, enc_seq_, d_}), heads_,
+                        lengths_);
   }
   x_ = nn::Tensor::empty({rows_, d_});
   q_ = nn::Tensor::empty({rows_, d_});
@@ -80,11 +81,6 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
   nn::add_row(x_, dec.embeddings_.positions.slice0(t + 2, t + 3).reshape({d_}), x_);
   nn::layer_norm(x_, dec.embeddings_.norm.weight, dec.embeddings_.norm.bias, kBartLayerNormEps, x_);
 
-  const nn::AttentionParams cross{.batch = inputs_,
-                                  .heads = heads_,
-                                  .head_dim = d_ / heads_,
-                                  .scale = scale_,
-                                  .key_lengths = lengths_};
   for (size_t l = 0; l < dec.layers_.size(); ++l) {
     const BartDecoderLayerWeights& layer = dec.layers_[l];
     const int li = static_cast<int>(l);
@@ -96,13 +92,10 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
     cache_.attend(li, q_, heads_, scale_, attended_);
     bart_attention_output(x_, attended_, sa, layer.self_attn_norm);
 
-    // Cross-attention: input b's beams are the `beams_` query rows of one product over its keys.
+    // Cross-attention: input b's beams are the `beams_` query rows of its keys.
     const BartAttentionWeights& ca = layer.cross_attn;
     bart_linear(x_, ca.q_w, ca.q16, &ca.q_b, q_);
-    const int64_t per_input = int64_t{beams_} * d_, kv_stride = enc_seq_ * d_;
-    nn::attention({q_.data(), beams_, per_input, d_}, {cross_k_[l].data(), enc_seq_, kv_stride, d_},
-                  {cross_v_[l].data(), enc_seq_, kv_stride, d_}, cross,
-                  {attended_.mutable_data(), per_input, d_});
+    cross_[l].attend(q_, beams_, scale_, attended_);
     bart_attention_output(x_, attended_, ca, layer.cross_attn_norm);
 
     bart_ffn_block(x_, layer.ffn, hidden_);

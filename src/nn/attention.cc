@@ -7,13 +7,16 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "nn/linear.h"
 #include "nn/softmax.h"
 #include "nn/threading.h"
+#include "nn/vmath.h"
 
 namespace celeriac::nn {
 namespace {
@@ -67,6 +70,74 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
           std::fill(op + i * out.row_stride, op + i * out.row_stride + d, 0.0f);
     }
   });
+}
+
+FixedKv::FixedKv(const Tensor& k, const Tensor& v, int64_t heads,
+                 std::span<const int64_t> key_lengths)
+    : batch_(k.rank() == 3 ? k.dim(0) : 0),
+      seq_(k.rank() == 3 ? k.dim(1) : 0),
+      heads_(heads),
+      head_dim_(heads > 0 && k.rank() == 3 ? k.dim(2) / heads : 0),
+      lengths_(key_lengths.begin(), key_lengths.end()) {
+  if (k.rank() != 3 || !(v.shape() == k.shape()) || heads < 1 || k.dim(2) % heads ||
+      batch_ < 1 || seq_ < 1 || (!lengths_.empty() && static_cast<int64_t>(lengths_.size()) != batch_))
+    throw ShapeError("FixedKv: k " + k.shape().to_string() + " v " + v.shape().to_string() +
+                     " heads " + std::to_string(heads) + ", " + std::to_string(key_lengths.size()) +
+                     " key lengths");
+  if (lengths_.empty()) lengths_.assign(batch_, seq_);
+  for (int64_t& len : lengths_) len = std::clamp<int64_t>(len, 0, seq_);
+  const int64_t s = seq_, hd = head_dim_, d = heads * hd;
+  keys_ = Tensor::empty({batch_, heads, s, hd});
+  values_t_ = Tensor::empty({batch_, heads, hd, s});
+  parallel_for(batch_ * heads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / heads, h = t % heads;
+      const float* kp = k.data() + b * s * d + h * hd;
+      const float* vp = v.data() + b * s * d + h * hd;
+      float* kd = keys_.mutable_data() + t * s * hd;
+      float* vd = values_t_.mutable_data() + t * hd * s;
+      for (int64_t j = 0; j < s; ++j) {
+        std::copy_n(kp + j * d, hd, kd + j * hd);
+        for (int64_t c = 0; c < hd; ++c) vd[c * s + j] = vp[j * d + c];
+      }
+    }
+  });
+}
+
+void FixedKv::attend(const Tensor& q, int64_t rows, float scale, const Tensor& out) const {
+  const int64_t s = seq_, hd = head_dim_, d = heads_ * hd;
+  if (rows < 1 || rows > 16 || q.rows() != batch_ * rows || q.dim(-1) != d ||
+      out.rows() != q.rows() || out.dim(-1) != d)
+    throw ShapeError("FixedKv::attend: q " + q.shape().to_string() + " out " +
+                     out.shape().to_string() + " for " + std::to_string(rows) +
+                     " rows per batch of " + std::to_string(batch_));
+  detail::apply_num_threads();
+  std::atomic<bool> failed{false};
+  parallel_for(batch_ * heads_, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> qh, scores;
+    qh.resize(rows * hd);
+    scores.resize(rows * s);
+    try {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t b = t / heads_, h = t % heads_, valid = lengths_[b];
+        for (int64_t i = 0; i < rows; ++i)  // this head's slice of the rows, contiguous
+          std::copy_n(q.data() + (b * rows + i) * d + h * hd, hd, qh.data() + i * hd);
+        small_m_product(qh.data(), rows, hd, keys_.data() + t * s * hd, s, scores.data(), s);
+        for (int64_t i = 0; i < rows; ++i) {
+          float* row = scores.data() + i * s;
+          vmath::scale(row, valid, scale);  // (q·k)·scale, transformers' order
+          std::fill(row + valid, row + s, -std::numeric_limits<float>::infinity());
+        }
+        softmax_rows(Tensor::view(scores.data(), {rows, s}));
+        // Masked keys have weight exactly 0, so summing over all S adds only zeros.
+        small_m_product(scores.data(), rows, s, values_t_.data() + t * hd * s, hd,
+                        out.mutable_data() + b * rows * d + h * hd, d);
+      }
+    } catch (const std::exception&) {
+      failed = true;  // no throwing out of an OpenMP region
+    }
+  });
+  if (failed) throw ShapeError("FixedKv::attend: a product failed");
 }
 
 constexpr int64_t kScorePiece = 512;  // tokens per float sgemm, summed in double (header)

@@ -44,6 +44,32 @@ struct AttentionParams {
 void attention(const SeqView& q, const SeqView& k, const SeqView& v, const AttentionParams& params,
                const MutableSeqView& out);
 
+// Keys and values of a sequence that many decode steps attend to with a few query rows each
+// (the decoder's cross-attention: the encoder states of each input, the beams as queries).
+// Stored per (batch, head) as one contiguous block each: keys [S, hd] and values transposed
+// [hd, S], so both products of a step are small-M products over contiguous rows (nn::linear's
+// decode-size kernel) and read every key and value exactly once. Read through the [S, d] rows as
+// projected, the same work cost ~1.7x as much (12 strided column slices of every row, packed by
+// sgemm on every call).
+class FixedKv {
+ public:
+  FixedKv() = default;
+  // k, v: [batch, S, heads · hd] as projected; key_lengths[b] valid keys of batch b (padding
+  // masked), empty: all.
+  FixedKv(const Tensor& k, const Tensor& v, int64_t heads, std::span<const int64_t> key_lengths);
+
+  int64_t batch() const { return batch_; }
+  // out[b · rows + i, h · hd + c] = softmax_s(scale · (q_i,h · k_s,h) + mask) · v_s,h for the
+  // `rows` query rows of each batch: q and out are [batch · rows, heads · hd], rows <= 16.
+  void attend(const Tensor& q, int64_t rows, float scale, const Tensor& out) const;
+
+ private:
+  int64_t batch_ = 0, seq_ = 0, heads_ = 0, head_dim_ = 0;
+  std::vector<int64_t> lengths_;  // [batch]
+  Tensor keys_;                   // [batch, heads, S, hd]
+  Tensor values_t_;               // [batch, heads, hd, S]
+};
+
 // DaViT ChannelBlock attention (spec §4.4) on a fused projection qkv[B, N, 3C] = [q | k | v]:
 // per group g of d = C / groups channels, A = softmax_rows(scale · Q_gᵀ K_g) (d × d) and
 // out[:, g·d + i] = Σ_j A[i][j] V_g[:, j]. scale is N^-0.5 for DaViT. out: [B, N, C].

@@ -117,6 +117,36 @@ TEST(Attention, BeamsShareCrossAttentionKeys) {
             1e-5);
 }
 
+TEST(FixedKv, BeamsOfEachInputOverTheirOwnPaddedKeys) {
+  // Two inputs of 37 encoder rows (the second padded after 9), 3 beams each; 37 keys leave a
+  // tail that is not a multiple of 8 in the value product.
+  const int64_t inputs = 2, beams = 3, s_enc = 37, heads = 4, d = 16, hd = heads * d;
+  Tensor q = random_tensor({inputs, beams, hd}, 4), k = random_tensor({inputs, s_enc, hd}, 5),
+         v = random_tensor({inputs, s_enc, hd}, 6);
+  const std::vector<int64_t> lens = {37, 9};
+  const FixedKv kv(k, v, heads, lens);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Tensor out = Tensor::empty({inputs * beams, hd});
+    std::fill_n(out.mutable_data(), out.numel(), 7.0f);  // every element must be written
+    kv.attend(q.reshape({inputs * beams, hd}), beams, 0.25f, out);
+    EXPECT_LT(testing::rel_error(out.reshape({inputs, beams, hd}),
+                                 reference_attention(q, k, v, heads, 0.25, false, 0, lens, false)),
+              1e-5);
+  }
+}
+
+TEST(FixedKv, RefusesMismatchedShapes) {
+  Tensor k = random_tensor({1, 5, 8}, 1);
+  EXPECT_THROW(FixedKv(k, random_tensor({1, 6, 8}, 2), 2, {}), ShapeError);
+  EXPECT_THROW(FixedKv(k, k, 3, {}), ShapeError);       // 8 channels in 3 heads
+  EXPECT_THROW(FixedKv(k, k, 2, {{5, 5}}), ShapeError);  // two lengths for one input
+  const FixedKv kv(k, k, 2, {});
+  Tensor q = random_tensor({2, 8}, 3), out = Tensor::empty({2, 8});
+  EXPECT_THROW(kv.attend(q, 3, 1.0f, out), ShapeError);   // 2 rows are not 3 per input
+  EXPECT_THROW(kv.attend(q, 17, 1.0f, out), ShapeError);  // more than 16 query rows
+}
+
 // The spec formula in double: out[b, t, g·d + i] = Σ_j softmax_j(scale · Q_gᵀK_g)[i][j] V_g[t, j].
 std::vector<double> reference_channel_attention(const Tensor& qkv, int64_t groups, double scale) {
   const int64_t b = qkv.dim(0), n = qkv.dim(1), c = qkv.dim(2) / 3, d = c / groups;

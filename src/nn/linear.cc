@@ -247,6 +247,19 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
   run_matmul(x, w, tag::ba, w.dim(0), bias, y, options);
 }
 
+void small_m_product(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y,
+                     int64_t ldy) {
+  if (m < 1 || m > kSmallM || k < 1 || n < 0 || ldy < n)
+    throw ShapeError("small_m_product: x " + std::to_string(m) + " x " + std::to_string(k) +
+                     ", " + std::to_string(n) + " weight rows, ldy " + std::to_string(ldy));
+  if (have_avx2_fma()) {
+    dot_block(x, m, k, w, 0, n, y, ldy);
+    return;
+  }
+  const dnnl_status_t st = dnnl_sgemm('N', 'T', m, n, k, 1.0f, x, k, w, k, 0.0f, y, ldy);
+  if (st != dnnl_success) throw ShapeError("dnnl_sgemm failed, status " + std::to_string(st));
+}
+
 Bf16Weights Bf16Weights::from(const Tensor& w) {
   if (w.rank() != 2) throw ShapeError("Bf16Weights: weight " + w.shape().to_string());
   Bf16Weights out;

@@ -50,6 +50,12 @@ class Bf16Weights {
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
 
+// y[r, j] = x[r] · w[j] for x [m, k] with m <= 16 rows and weights w [n, k], both contiguous,
+// on the calling thread (no bias, no threads of its own): the decode-size kernel of linear() for
+// callers that split the work across threads themselves (nn::FixedKv). y rows are ldy apart.
+void small_m_product(const float* x, int64_t m, int64_t k, const float* w, int64_t n, float* y,
+                     int64_t ldy);
+
 // y[M, N] = x[M, K] · w[K, N] (weights stored [in, out]).
 void matmul(const Tensor& x, const Tensor& w_kn, const Tensor& y);
 
