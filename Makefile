@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: run test deps venv build unit interop chaos florence-base-check clean
+.PHONY: run test deps venv build unit interop chaos florence-base-check florence-bf16-agreement clean
 
 run: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -39,11 +39,17 @@ chaos: build venv
 # processing_florence2.py: REMOTE_CODE=path/processing_florence2.py).
 BASE_DIR ?= .cache/florence-2-base-random
 florence-base-check: build
-	test -d $(BASE_DIR) || (scripts/setup-ml-venv.sh && .venv-ml/bin/python scripts/fixtures/make_florence_base_random.py --out $(BASE_DIR))
+	test -d $(BASE_DIR) || (scripts/setup-ml-venv.sh && .venv-ml/bin/python scripts/fixtures/make_florence_base_random.py --out $(BASE_DIR) $(BASE_FLAGS))
 	test -f $(BASE_DIR)/reference/parsed.json || .venv-ml/bin/python scripts/fixtures/make_florence_parsed.py --remote-code $(REMOTE_CODE) --reference $(BASE_DIR)/reference
 	export CELERIAC_FLORENCE_BASE=$(abspath $(BASE_DIR)) OMP_WAIT_POLICY=PASSIVE; \
 	  $(BUILD)/src/florence/celeriac_florence_model_test --gtest_filter='*Base*' && \
 	  $(BUILD)/src/florence/celeriac_florence_generate_model_test --gtest_filter='Base*'
+
+# The same on weights that bf16 really rounds (random fp32 weights as drawn, 12 pairs): fp32
+# must stay token-identical; the bf16 decoder option's agreement is printed (issue 5's report).
+florence-bf16-agreement:
+	$(MAKE) florence-base-check BASE_DIR=.cache/florence-2-base-unrounded \
+	  BASE_FLAGS="--unrounded --pairs 12"
 
 clean:
 	rm -rf $(BUILD)
