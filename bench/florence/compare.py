@@ -14,7 +14,9 @@ Derived numbers (written out so they can be checked by hand):
   decode bound   bytes one decode step must read / measured read rate (same thread count). Bytes = the
                  decoder layers' weights (self-attention q/k/v/out, cross-attention q/out — its
                  k/v are projected once per request —, fc1, fc2, LayerNorms) + lm_head over the
-                 51,289 ids the search ranks, in fp32. The cross-attention keys/values (read every
+                 51,289 ids the search ranks, in fp32. Read rates are over huge pages, as the
+                 decoder's weights are (over 4 KiB pages this machine reads 15-25% slower; printed
+                 for comparison). The cross-attention keys/values (read every
                  step too) are shown apart: the issue's bound counts weights only. With
                  several probes (run.sh probes before PyTorch and after celeriac) the highest
                  read rate is used: the strictest bound the machine showed during the run.
@@ -107,7 +109,9 @@ def main() -> None:
           f"{probe['gemm_gflops_2t']:.1f} (2 threads); read {probe['read_gbs_1t']:.1f} GB/s "
           f"(1 thread), {probe['read_gbs_2t']:.1f} (2 threads)"
           + (f"; best of probes reading {', '.join(f'{r:.1f}' for r in probe_reads)} GB/s"
-             if len(probes) > 1 else ""))
+             if len(probes) > 1 else "")
+          + (f"; over 4 KiB pages {probe['read_gbs_2t_4k_pages']:.1f} GB/s (2 threads)"
+             if "read_gbs_2t_4k_pages" in probe else ""))
     print(f"work: vision {gflop:.0f} GFLOP; decode step reads {w_bytes / 1e6:.0f} MB of fp32 weights"
           f" -> bound {bound_s * 1e3:.1f} ms ({(w_bytes + kv_bytes) / 1e6:.0f} MB with the "
           f"cross-attention cache: {bound_kv_s * 1e3:.1f} ms)")

@@ -4,7 +4,8 @@
 //               peak is its FLOPs / time / this rate.
 //   read rate   a STREAM-like sum over a buffer far larger than the caches, 1 and 2 threads: a
 //               decode step reads every decoder and lm_head weight once, so weight bytes / this
-//               rate is the step's lower bound.
+//               rate is the step's lower bound. On huge pages (the decoder's weights are), and
+//               over 4 KiB pages for comparison (bench/common/read_rate.h).
 // The same measurement as bench/gemm (whose shapes are the model's; this one wants the machine's
 // best case) in a small binary with JSON output for run.sh. Best of several runs: on a shared
 // machine the fastest run is the least disturbed one.
@@ -89,9 +90,11 @@ int main(int argc, char** argv) {
   }
   const size_t bytes = buffer_mib << 20;
   const double b1 = read_gbs(bytes, 1, min_time_s), b2 = read_gbs(bytes, 2, min_time_s);
+  const double s1 = read_gbs(bytes, 1, min_time_s, false), s2 = read_gbs(bytes, 2, min_time_s, false);
   std::printf(
       "{\"gemm_size\": %ld, \"gemm_gflops_1t\": %.2f, \"gemm_gflops_2t\": %.2f,\n"
-      " \"read_buffer_mib\": %zu, \"read_gbs_1t\": %.2f, \"read_gbs_2t\": %.2f}\n",
-      size, g1, g2, buffer_mib, b1, b2);
+      " \"read_buffer_mib\": %zu, \"read_gbs_1t\": %.2f, \"read_gbs_2t\": %.2f,\n"
+      " \"read_gbs_1t_4k_pages\": %.2f, \"read_gbs_2t_4k_pages\": %.2f}\n",
+      size, g1, g2, buffer_mib, b1, b2, s1, s2);
   return 0;
 }

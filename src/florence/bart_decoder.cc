@@ -139,6 +139,29 @@ void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
   lm_head16_ = convert(lm_head_);
 }
 
+void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
+  std::vector<nn::Tensor*> hot;
+  for (BartDecoderLayerWeights& layer : layers_)
+    for (nn::Tensor* w : {&layer.self_attn.q_w, &layer.self_attn.k_w, &layer.self_attn.v_w,
+                          &layer.self_attn.out_w, &layer.cross_attn.q_w, &layer.cross_attn.out_w,
+                          &layer.ffn.fc1_w, &layer.ffn.fc2_w})
+      hot.push_back(w);
+  hot.push_back(&lm_head_);
+  auto span_of = [](const nn::Tensor& w) {
+    return std::span<const float>(w.data(), static_cast<size_t>(w.numel()));
+  };
+  // Upcasts of fp16/bf16 files are owned buffers on huge pages already: they stay.
+  std::erase_if(hot, [&](const nn::Tensor* w) { return !checkpoint.in_mapped_file(span_of(*w)); });
+  std::vector<nn::Tensor> originals;
+  for (const nn::Tensor* w : hot) originals.push_back(*w);
+  const std::vector<nn::Tensor> copies =
+      nn::copy_to_huge_pages(originals, [&](const nn::Tensor& w, float* out) {
+        checkpoint.copy_from_file(span_of(w), out);
+        checkpoint.release_pages(span_of(w));  // the tied table's lookups fault back a few rows
+      });
+  for (size_t i = 0; i < hot.size(); ++i) *hot[i] = copies[i];
+}
+
 BartDecoder::BartDecoder(const Checkpoint& ckpt, int vocab) : config_(ckpt.config().text) {
   check_bart_activation(config_);
   embeddings_ = load_bart_embeddings(ckpt, config_, "decoder");

@@ -48,6 +48,11 @@ class BartDecoder {
   // leave the resident set (Checkpoint::release_pages). Call before start().
   void use_bf16_weights(const Checkpoint& checkpoint);
   bool bf16_weights() const { return !lm_head16_.empty(); }
+  // Moves the same weights in fp32 into one copy on huge pages (nn::copy_to_huge_pages), read
+  // from the file for those that are views of it, whose mapped pages then leave the resident set
+  // as above: the resident size stays the same, the file's page cache is no longer what the
+  // steps read. Call before start().
+  void use_huge_page_weights(const Checkpoint& checkpoint);
 
   int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }
   int d_model() const { return config_.d_model; }

@@ -63,7 +63,10 @@ Model::Model(const std::filesystem::path& dir, const ModelOptions& options) {
   vision_ = std::make_unique<VisionEncoder>(*checkpoint_);
   encoder_ = std::make_unique<BartEncoder>(*checkpoint_);
   decoder_ = std::make_unique<BartDecoder>(*checkpoint_, logits_vocab(checkpoint_->config()));
-  if (options.bf16_decoder) decoder_->use_bf16_weights(*checkpoint_);
+  if (options.bf16_decoder)
+    decoder_->use_bf16_weights(*checkpoint_);
+  else if (options.huge_page_decoder)
+    decoder_->use_huge_page_weights(*checkpoint_);
 }
 
 Model::~Model() = default;

@@ -209,6 +209,24 @@ TEST_P(ModelTiny, GreedyReproducesTransformersForEveryPair) {
   }
 }
 
+// The decoder's weights on huge-page copies (the default) or read in place from the file: the
+// same numbers, so bit-identical logits at every step.
+TEST_P(ModelTiny, HugePageWeightsGiveTheSameLogitsAsTheFile) {
+  const Fixture& f = fixture();
+  const Pair& p = f.pairs.front();
+  Model copied(dir()), in_place(dir(), {.huge_page_decoder = false});
+  EncodedBatch enc = copied.encode(f.pixels(p.image), {p.prompt});
+  auto a = copied.start(enc, 1, 8), b = in_place.start(enc, 1, 8);
+  const int vocab = copied.vocab_size();
+  int32_t next = 2;
+  for (int t = 0; t < 8; ++t) {
+    const float* la = a->step({next});
+    const float* lb = b->step({next});
+    ASSERT_TRUE(std::equal(la, la + vocab, lb)) << "step " << t;
+    next = static_cast<int32_t>(std::max_element(la, la + vocab) - la);
+  }
+}
+
 TEST_P(ModelTiny, BatchOfAllPairsMatchesSingleInputs) {
   const Fixture& f = fixture();
   nn::set_num_threads(2);

@@ -296,6 +296,25 @@ void Checkpoint::release_pages(std::span<const float> data) const {
   }
 }
 
+const MappedFile* Checkpoint::file_of(std::span<const float> data) const {
+  const auto* begin = reinterpret_cast<const std::byte*>(data.data());
+  for (const auto& file : mapped_)
+    if (begin >= file->data() && begin + data.size_bytes() <= file->data() + file->size())
+      return file.get();
+  return nullptr;
+}
+
+bool Checkpoint::in_mapped_file(std::span<const float> data) const {
+  return file_of(data) != nullptr;
+}
+
+void Checkpoint::copy_from_file(std::span<const float> data, float* out) const {
+  const MappedFile* file = file_of(data);
+  if (!file) throw WeightsError(WeightsError::Kind::kIo, "copy_from_file: not in a mapped file");
+  file->read(static_cast<std::size_t>(reinterpret_cast<const std::byte*>(data.data()) - file->data()),
+             {reinterpret_cast<std::byte*>(out), data.size_bytes()});
+}
+
 std::size_t Checkpoint::mapped_bytes() const {
   std::size_t n = 0;
   for (const auto& f : mapped_) n += f->size();

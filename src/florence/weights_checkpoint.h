@@ -70,9 +70,15 @@ class Checkpoint {
   // file mapping: they stay in the page cache and fault back in if read again). A no-op for
   // owned upcasts, whose pages hold the only copy.
   void release_pages(std::span<const float> data) const;
+  // Whether `data` lies in a mapped file (not in an owned upcast).
+  bool in_mapped_file(std::span<const float> data) const;
+  // Copies `data`, which must lie in a mapped file, to `out` by reading the file
+  // (MappedFile::read) rather than faulting in the mapping's pages. Throws WeightsError.
+  void copy_from_file(std::span<const float> data, float* out) const;
 
  private:
   Checkpoint() = default;
+  const MappedFile* file_of(std::span<const float> data) const;  // null: not in a mapped file
   std::span<const float> make_f32(const std::string& name, const TensorView& view) const;
   const TensorView& own(std::string name, DType dtype, std::vector<int64_t> shape,
                         std::vector<std::byte> bytes);

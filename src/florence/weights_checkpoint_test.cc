@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -106,6 +107,20 @@ TEST(Checkpoint, Fp32FileIsReadWithoutCopy) {
   const auto* first = half.f32("image_proj_norm.weight").data();
   EXPECT_EQ(half.f32("image_proj_norm.weight").data(), first);
   EXPECT_NE(reinterpret_cast<const std::byte*>(first), half.tensor("image_proj_norm.weight").data);
+}
+
+TEST(Checkpoint, CopyFromFileReadsTheMappedBytes) {
+  const auto ck = Checkpoint::open(tiny("native-safetensors-fp32"));
+  const std::string name = "language_model.model.decoder.layers.0.fc1.weight";
+  const std::span<const float> mapped = ck.f32(name);
+  ASSERT_TRUE(ck.in_mapped_file(mapped));
+  std::vector<float> out(mapped.size(), -1.0f);
+  ck.copy_from_file(mapped, out.data());
+  EXPECT_TRUE(std::equal(mapped.begin(), mapped.end(), out.begin()));
+  // An upcast of a bf16 file is an owned buffer: not in the file, nothing to read.
+  const auto bf16 = Checkpoint::open(tiny("native-bin-bf16"));
+  EXPECT_FALSE(bf16.in_mapped_file(bf16.f32(name)));
+  EXPECT_THROW(bf16.copy_from_file(bf16.f32(name), out.data()), WeightsError);
 }
 
 TEST(Checkpoint, NativeImageProjectionIsTransposedToInOut) {

@@ -41,12 +41,29 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
     }
     file->data_ = static_cast<const std::byte*>(p);
   }
-  ::close(fd);  // the mapping keeps the file alive
+  file->fd_ = fd;
   return file;
 }
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedFile::read(std::size_t offset, std::span<std::byte> out) const {
+  if (offset > size_ || out.size() > size_ - offset)
+    throw WeightsError(WeightsError::Kind::kIo, "read past the end of " + path_.string());
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done,
+                              static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw WeightsError(WeightsError::Kind::kIo,
+                         "cannot read " + path_.string() + ": " +
+                             (n < 0 ? std::strerror(errno) : "file shrank"));
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 }  // namespace celeriac::florence

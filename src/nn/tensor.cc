@@ -3,6 +3,8 @@
 
 #include "nn/dnnl_backend.h"
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -188,6 +190,39 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   t.data_ = data_ + begin * row;
   t.shape_ = shape_.with_dim(0, end - begin);
   return t;
+}
+
+std::vector<Tensor> copy_to_huge_pages(
+    std::span<const Tensor> tensors, const std::function<void(const Tensor&, float*)>& copy) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  auto padded = [](const Tensor& t) { return (static_cast<size_t>(t.numel()) * 4 + 63) / 64 * 64; };
+  size_t bytes = 0;
+  for (const Tensor& t : tensors) bytes += padded(t);
+  if (bytes == 0) return {tensors.begin(), tensors.end()};
+  bytes = (bytes + kHuge - 1) / kHuge * kHuge;
+  // A huge page needs a 2 MiB-aligned range: map one page more and start at the first boundary.
+  const size_t mapped = bytes + kHuge;
+  void* raw = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const auto addr = reinterpret_cast<std::uintptr_t>(raw);
+  auto* base = reinterpret_cast<std::byte*>((addr + kHuge - 1) / kHuge * kHuge);
+  madvise(base, bytes, MADV_HUGEPAGE);  // advice: without THP the copies still work
+  const std::shared_ptr<void> owner(raw, [mapped](void* p) { munmap(p, mapped); });
+  std::vector<Tensor> out;
+  size_t offset = 0;
+  for (const Tensor& t : tensors) {
+    Tensor c;
+    c.owner_ = owner;
+    c.data_ = reinterpret_cast<float*>(base + offset);
+    c.shape_ = t.shape();  // read-only, like the mapped weights they copy
+    if (copy)
+      copy(t, c.data_);
+    else if (t.numel() > 0)
+      std::memcpy(c.data_, t.data(), static_cast<size_t>(t.numel()) * sizeof(float));
+    offset += padded(t);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 void check_shape(const Tensor& t, const Shape& expected, const char* what) {

@@ -7,11 +7,13 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace celeriac::nn {
 
@@ -73,11 +75,23 @@ class Tensor {
   int64_t rows() const { return rank() == 0 ? 0 : numel() / dim(-1); }
 
  private:
+  friend std::vector<Tensor> copy_to_huge_pages(
+      std::span<const Tensor>, const std::function<void(const Tensor&, float*)>&);
   std::shared_ptr<void> owner_;  // null for views
   float* data_ = nullptr;
   Shape shape_;
   bool writable_ = false;
 };
+
+// Read-only copies of `tensors`, one after the other (64-byte aligned) in one anonymous mapping
+// that asks for transparent huge pages (MADV_HUGEPAGE; the system's setting decides): for weights
+// that every decode step streams through. A checkpoint's file mapping has 4 KiB pages, and a
+// TLB miss on this project's VMs is a two-level walk: streaming reads over 4 KiB pages measured
+// 15-25% below the same reads over 2 MiB pages. `copy(src, dst)` fills each copy (default:
+// memcpy). The copies share ownership of the mapping.
+std::vector<Tensor> copy_to_huge_pages(
+    std::span<const Tensor> tensors,
+    const std::function<void(const Tensor& src, float* dst)>& copy = {});
 
 // Owning tensors of 256 KiB and more reuse freed buffers of the same size (tensor.cc says why);
 // this frees the idle ones now, and the calling thread's oneDNN scratchpad, e.g. after a model

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "nn/threading.h"
 
 namespace celeriac::nn {
@@ -27,6 +29,29 @@ TEST(Tensor, ConstViewIsReadOnlyAndShared) {
   EXPECT_EQ(r.data(), weights);
   EXPECT_EQ(r.dim(0), 3);
   EXPECT_EQ(r.dim(-1), 2);
+}
+
+TEST(Tensor, HugePageCopiesHoldTheSameValuesReadOnly) {
+  Tensor a = Tensor::empty({3, 5}), b = Tensor::empty({7});
+  for (int i = 0; i < 15; ++i) a.mutable_data()[i] = float(i);
+  for (int i = 0; i < 7; ++i) b.mutable_data()[i] = -float(i);
+  const Tensor in[] = {a, b};
+  std::vector<Tensor> copies = copy_to_huge_pages(in);
+  ASSERT_EQ(copies.size(), 2u);
+  EXPECT_TRUE(copies[0].shape() == a.shape());
+  EXPECT_TRUE(copies[1].shape() == b.shape());
+  EXPECT_NE(copies[0].data(), a.data());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copies[0].data()) % (2 << 20), 0u);  // a huge page start
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copies[1].data()) % 64, 0u);
+  EXPECT_FALSE(copies[0].writable());
+  EXPECT_TRUE(std::equal(a.data(), a.data() + 15, copies[0].data()));
+  EXPECT_TRUE(std::equal(b.data(), b.data() + 7, copies[1].data()));
+  // A caller's copy function fills them instead (the decoder reads the checkpoint file).
+  copies = copy_to_huge_pages(in, [](const Tensor& src, float* dst) {
+    for (int64_t i = 0; i < src.numel(); ++i) dst[i] = src.data()[i] * 2;
+  });
+  EXPECT_EQ(copies[0].data()[14], 28.0f);
+  EXPECT_EQ(copies[1].data()[6], -12.0f);
 }
 
 TEST(Tensor, ReshapeAndSliceKeepStorage) {
