@@ -10,7 +10,8 @@ target_compile_options(celeriac_florence_generate PRIVATE -ffp-contract=off)
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/search_math.cc PROPERTIES
   COMPILE_OPTIONS "-O3;-ffast-math;-fopenmp-simd")
 target_include_directories(celeriac_florence_generate PUBLIC ${CMAKE_SOURCE_DIR}/src)
-target_link_libraries(celeriac_florence_generate PUBLIC nlohmann_json::nlohmann_json)
+target_link_libraries(celeriac_florence_generate PUBLIC nlohmann_json::nlohmann_json
+                      PRIVATE celeriac_nn)
 
 celeriac_florence_test(celeriac_florence_generate_test
   SOURCES generate_test.cc
