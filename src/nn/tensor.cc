@@ -3,6 +3,7 @@
 
 #include "nn/dnnl_backend.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -192,22 +193,43 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
   return t;
 }
 
-std::vector<Tensor> copy_to_huge_pages(
-    std::span<const Tensor> tensors, const std::function<void(const Tensor&, float*)>& copy) {
+namespace {
+
+// `bytes` of zeroed anonymous memory, 2 MiB aligned, with MADV_HUGEPAGE (advice: without THP the
+// memory still works). The owner unmaps it.
+std::shared_ptr<void> map_huge_pages(size_t bytes, std::byte** base) {
   constexpr size_t kHuge = size_t(2) << 20;
-  auto padded = [](const Tensor& t) { return (static_cast<size_t>(t.numel()) * 4 + 63) / 64 * 64; };
-  size_t bytes = 0;
-  for (const Tensor& t : tensors) bytes += padded(t);
-  if (bytes == 0) return {tensors.begin(), tensors.end()};
-  bytes = (bytes + kHuge - 1) / kHuge * kHuge;
+  bytes = std::max<size_t>(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
   // A huge page needs a 2 MiB-aligned range: map one page more and start at the first boundary.
   const size_t mapped = bytes + kHuge;
   void* raw = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   const auto addr = reinterpret_cast<std::uintptr_t>(raw);
-  auto* base = reinterpret_cast<std::byte*>((addr + kHuge - 1) / kHuge * kHuge);
-  madvise(base, bytes, MADV_HUGEPAGE);  // advice: without THP the copies still work
-  const std::shared_ptr<void> owner(raw, [mapped](void* p) { munmap(p, mapped); });
+  *base = reinterpret_cast<std::byte*>((addr + kHuge - 1) / kHuge * kHuge);
+  madvise(*base, bytes, MADV_HUGEPAGE);
+  return std::shared_ptr<void>(raw, [mapped](void* p) { munmap(p, mapped); });
+}
+
+}  // namespace
+
+Tensor Tensor::empty_on_huge_pages(const Shape& shape) {
+  Tensor t;
+  std::byte* base = nullptr;
+  t.owner_ = map_huge_pages(static_cast<size_t>(shape.numel()) * sizeof(float), &base);
+  t.data_ = reinterpret_cast<float*>(base);
+  t.shape_ = shape;
+  t.writable_ = true;
+  return t;
+}
+
+std::vector<Tensor> copy_to_huge_pages(
+    std::span<const Tensor> tensors, const std::function<void(const Tensor&, float*)>& copy) {
+  auto padded = [](const Tensor& t) { return (static_cast<size_t>(t.numel()) * 4 + 63) / 64 * 64; };
+  size_t bytes = 0;
+  for (const Tensor& t : tensors) bytes += padded(t);
+  if (bytes == 0) return {tensors.begin(), tensors.end()};
+  std::byte* base = nullptr;
+  const std::shared_ptr<void> owner = map_huge_pages(bytes, &base);
   std::vector<Tensor> out;
   size_t offset = 0;
   for (const Tensor& t : tensors) {

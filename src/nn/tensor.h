@@ -52,6 +52,10 @@ class Tensor {
   // Owning, 64-byte aligned, uninitialised / zero-filled.
   static Tensor empty(const Shape& shape);
   static Tensor zeros(const Shape& shape);
+  // Owning, zero-filled, on transparent huge pages where the system allows (a 2 MiB-aligned
+  // mapping of its own, MADV_HUGEPAGE): for buffers that decode steps stream through every step
+  // (copy_to_huge_pages below says why). At least 2 MiB each: for large buffers only.
+  static Tensor empty_on_huge_pages(const Shape& shape);
   // Non-owning views. The memory must outlive every tensor made from it.
   static Tensor view(const float* data, const Shape& shape);  // read-only (mapped weights)
   static Tensor view(float* data, const Shape& shape);        // writable (a caller's buffer)

@@ -54,6 +54,16 @@ TEST(Tensor, HugePageCopiesHoldTheSameValuesReadOnly) {
   EXPECT_EQ(copies[1].data()[6], -12.0f);
 }
 
+TEST(Tensor, HugePageTensorIsZeroedAlignedAndWritable) {
+  Tensor t = Tensor::empty_on_huge_pages({3, 1000});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % (2 << 20), 0u);
+  EXPECT_TRUE(std::all_of(t.data(), t.data() + t.numel(), [](float v) { return v == 0.0f; }));
+  t.mutable_data()[2999] = 5.0f;
+  Tensor half = t.slice0(1, 3);  // views keep the mapping alive
+  t = Tensor();
+  EXPECT_EQ(half.data()[1999], 5.0f);
+}
+
 TEST(Tensor, ReshapeAndSliceKeepStorage) {
   Tensor t = Tensor::zeros({4, 2, 3});
   Tensor s = t.slice0(1, 3);
