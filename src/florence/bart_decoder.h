@@ -51,7 +51,7 @@ class BartDecoder {
   // Moves the same weights in fp32 into one copy on huge pages (nn::copy_to_huge_pages), read
   // from the file for those that are views of it, whose mapped pages then leave the resident set
   // as above: the resident size stays the same, the file's page cache is no longer what the
-  // steps read. Call before start().
+  // steps read. Call before start() (Model does, once, at its first start()).
   void use_huge_page_weights(const Checkpoint& checkpoint);
 
   int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }

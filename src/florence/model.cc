@@ -63,10 +63,8 @@ Model::Model(const std::filesystem::path& dir, const ModelOptions& options) {
   vision_ = std::make_unique<VisionEncoder>(*checkpoint_);
   encoder_ = std::make_unique<BartEncoder>(*checkpoint_);
   decoder_ = std::make_unique<BartDecoder>(*checkpoint_, logits_vocab(checkpoint_->config()));
-  if (options.bf16_decoder)
-    decoder_->use_bf16_weights(*checkpoint_);
-  else if (options.huge_page_decoder)
-    decoder_->use_huge_page_weights(*checkpoint_);
+  if (options.bf16_decoder) decoder_->use_bf16_weights(*checkpoint_);
+  huge_page_decoder_ = options.huge_page_decoder && !options.bf16_decoder;
 }
 
 Model::~Model() = default;
@@ -119,6 +117,8 @@ EncodedBatch Model::encode_visual(const nn::Tensor& visual_tokens,
 
 std::unique_ptr<DecoderSession> Model::start(const EncodedBatch& encoded, int beams_per_input,
                                              int max_steps) const {
+  if (huge_page_decoder_)
+    std::call_once(huge_page_once_, [&] { decoder_->use_huge_page_weights(*checkpoint_); });
   return decoder_->start(encoded.states, encoded.lengths, beams_per_input,
                          max_steps > 0 ? max_steps : decoder_->max_positions());
 }

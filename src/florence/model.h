@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "florence/config.h"
@@ -51,9 +52,10 @@ struct ModelOptions {
   // Decode steps read bf16 copies of the decoder's weights (BartDecoder::use_bf16_weights): half
   // the bytes per step; the vision and text encoders stay fp32 (this CPU has no bf16 GEMM).
   bool bf16_decoder = false;
-  // Otherwise the fp32 weights the decode steps stream are copied onto huge pages at load
-  // (BartDecoder::use_huge_page_weights; same resident size, ~0.1 s). Off keeps the steps on the
-  // file's page cache, which processes on one machine share.
+  // Otherwise the fp32 weights the decode steps stream are copied onto huge pages by the first
+  // start() (BartDecoder::use_huge_page_weights; same resident size, 0.1-0.5 s once), as the
+  // mapped weights are read in on first use. Off keeps the steps on the file's page cache, which
+  // processes on one machine share.
   bool huge_page_decoder = true;
 };
 
@@ -106,6 +108,8 @@ class Model {
   std::unique_ptr<VisionEncoder> vision_;
   std::unique_ptr<BartEncoder> encoder_;
   std::unique_ptr<BartDecoder> decoder_;
+  bool huge_page_decoder_ = false;         // ModelOptions: copy at the first start()
+  mutable std::once_flag huge_page_once_;  // sessions only exist after the copy
 };
 
 }  // namespace celeriac::florence
