@@ -48,9 +48,9 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
 // (the decoder's cross-attention: the encoder states of each input, the beams as queries).
 // Stored per (batch, head) as one contiguous block each: keys [S, hd] and values transposed
 // [hd, S], so both products of a step are small-M products over contiguous rows (nn::linear's
-// decode-size kernel) and read every key and value exactly once. Read through the [S, d] rows as
-// projected, the same work cost ~1.7x as much (12 strided column slices of every row, packed by
-// sgemm on every call).
+// decode-size kernel) and read every key and value exactly once, from huge pages. Through sgemm
+// on the [S, d] rows as projected (12 strided column slices of every row, packed on every call)
+// Florence-2-base's 6 layers took 3.0 ms per step; this way 1.3-1.4 ms.
 class FixedKv {
  public:
   FixedKv() = default;
