@@ -115,43 +115,43 @@ void BartDecoderSession::reorder(const std::vector<int>& parents) {
   cache_.reorder(parents);
 }
 
-void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
-  if (bf16_weights()) return;
-  // Converting reads every fp32 page once; afterwards only the copies are read.
-  auto convert = [&](const nn::Tensor& w) {
-    nn::Bf16Weights copy = nn::Bf16Weights::from(w);
-    checkpoint.release_pages({w.data(), static_cast<size_t>(w.numel())});
-    return copy;
-  };
+std::vector<BartDecoder::StreamedWeight> BartDecoder::streamed_weights() {
+  std::vector<StreamedWeight> out;
   for (BartDecoderLayerWeights& layer : layers_) {
     BartAttentionWeights& sa = layer.self_attn;
-    sa.q16 = convert(sa.q_w);
-    sa.k16 = convert(sa.k_w);
-    sa.v16 = convert(sa.v_w);
-    sa.out16 = convert(sa.out_w);
-    BartAttentionWeights& ca = layer.cross_attn;  // k/v: projected once per request, M > 16
-    ca.q16 = convert(ca.q_w);
-    ca.out16 = convert(ca.out_w);
-    layer.ffn.fc1_16 = convert(layer.ffn.fc1_w);
-    layer.ffn.fc2_16 = convert(layer.ffn.fc2_w);
+    BartAttentionWeights& ca = layer.cross_attn;
+    BartFfnWeights& ffn = layer.ffn;
+    out.insert(out.end(), {{&sa.q_w, &sa.q16},
+                           {&sa.k_w, &sa.k16},
+                           {&sa.v_w, &sa.v16},
+                           {&sa.out_w, &sa.out16},
+                           {&ca.q_w, &ca.q16},
+                           {&ca.out_w, &ca.out16},
+                           {&ffn.fc1_w, &ffn.fc1_16},
+                           {&ffn.fc2_w, &ffn.fc2_16}});
   }
-  // The tied table: token embedding lookups fault back the few rows a request reads.
-  lm_head16_ = convert(lm_head_);
+  out.push_back({&lm_head_, &lm_head16_});
+  return out;
+}
+
+void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
+  if (bf16_weights()) return;
+  // Converting reads every fp32 page once; afterwards only the copies are read. The tied table's
+  // token embedding lookups fault back the few rows a request reads.
+  for (const StreamedWeight& w : streamed_weights()) {
+    *w.bf16 = nn::Bf16Weights::from(*w.fp32);
+    checkpoint.release_pages({w.fp32->data(), static_cast<size_t>(w.fp32->numel())});
+  }
 }
 
 void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
-  std::vector<nn::Tensor*> hot;
-  for (BartDecoderLayerWeights& layer : layers_)
-    for (nn::Tensor* w : {&layer.self_attn.q_w, &layer.self_attn.k_w, &layer.self_attn.v_w,
-                          &layer.self_attn.out_w, &layer.cross_attn.q_w, &layer.cross_attn.out_w,
-                          &layer.ffn.fc1_w, &layer.ffn.fc2_w})
-      hot.push_back(w);
-  hot.push_back(&lm_head_);
   auto span_of = [](const nn::Tensor& w) {
     return std::span<const float>(w.data(), static_cast<size_t>(w.numel()));
   };
   // Upcasts of fp16/bf16 files are owned buffers on huge pages already: they stay.
-  std::erase_if(hot, [&](const nn::Tensor* w) { return !checkpoint.in_mapped_file(span_of(*w)); });
+  std::vector<nn::Tensor*> hot;
+  for (const StreamedWeight& w : streamed_weights())
+    if (checkpoint.in_mapped_file(span_of(*w.fp32))) hot.push_back(w.fp32);
   std::vector<nn::Tensor> originals;
   for (const nn::Tensor* w : hot) originals.push_back(*w);
   const std::vector<nn::Tensor> copies =

@@ -68,6 +68,15 @@ class BartDecoder {
  private:
   friend class BartDecoderSession;
 
+  // Every weight a decode step streams (self-attention, cross-attention query/output,
+  // feed-forward, lm_head), each with the slot of its bf16 copy: the set both use_*_weights
+  // replace. Not the cross-attention keys/values (projected once per request) or the embeddings.
+  struct StreamedWeight {
+    nn::Tensor* fp32;
+    nn::Bf16Weights* bf16;
+  };
+  std::vector<StreamedWeight> streamed_weights();
+
   TextConfig config_;
   BartEmbeddingWeights embeddings_;
   std::vector<BartDecoderLayerWeights> layers_;

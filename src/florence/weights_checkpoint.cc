@@ -283,17 +283,13 @@ std::vector<std::string> Checkpoint::names() const {
 }
 
 void Checkpoint::release_pages(std::span<const float> data) const {
-  const auto* begin = reinterpret_cast<const std::byte*>(data.data());
-  const auto* end = begin + data.size_bytes();
-  for (const auto& file : mapped_) {
-    if (begin < file->data() || end > file->data() + file->size()) continue;
-    // Whole pages inside the tensor only: the pages at its ends may hold neighbours in use.
-    const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
-    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
-    const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(end) / page * page;
-    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-    return;
-  }
+  if (!file_of(data)) return;  // an owned upcast holds the only copy
+  // Whole pages inside the tensor only: the pages at its ends may hold neighbours in use.
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(data.data());
+  const std::uintptr_t lo = (begin + page - 1) / page * page;
+  const std::uintptr_t hi = (begin + data.size_bytes()) / page * page;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
 const MappedFile* Checkpoint::file_of(std::span<const float> data) const {
