@@ -15,25 +15,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <memory>
 
 #include "bench_clock.h"
 
 namespace celeriac::bench {
-
-// One warm-up call, then at least 3 calls and min_time_s; the best time per call (on a shared
-// machine the fastest run is the least disturbed one).
-inline double time_best(const std::function<void()>& fn, double min_time_s) {
-  fn();
-  double best = 1e30, start = now_s();
-  for (int runs = 0; runs < 3 || now_s() - start < min_time_s; ++runs) {
-    const double t0 = now_s();
-    fn();
-    best = std::min(best, now_s() - t0);
-  }
-  return best;
-}
 
 // Sums the buffer with AVX2 loads into 4 independent vector accumulators, so the loop waits on
 // memory, not on add latency or scalar loads (a plain C++ loop at the project's -O2 x86-64
@@ -60,8 +45,6 @@ inline double read_gbs(size_t bytes, int threads, double min_time_s, bool huge_p
   const size_t blocks = bytes / sizeof(float) / block, n = blocks * block;
   void* raw = mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return 0.0;
-  const std::unique_ptr<void, std::function<void(void*)>> unmap(
-      raw, [&](void* p) { munmap(p, bytes + huge); });
   float* buf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge);
   madvise(buf, bytes, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -76,6 +59,7 @@ inline double read_gbs(size_t bytes, int threads, double min_time_s, bool huge_p
         sink = sink + total;
       },
       min_time_s);
+  munmap(raw, bytes + huge);
   return double(n) * sizeof(float) / t / 1e9;
 }
 

@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -37,6 +36,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
+#include "bench_clock.h"
 #include "nn/linear.h"
 #include "nn/threading.h"
 
@@ -52,9 +52,7 @@ struct Matrix {
   celeriac::nn::Bf16Weights w16;  // the same values (w32 holds bf16-exact numbers)
 };
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using celeriac::bench::now_s;
 
 }  // namespace
 

@@ -15,7 +15,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +24,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
+
+#include "read_rate.h"
 
 namespace {
 
@@ -49,24 +50,8 @@ const Shape kShapes[] = {
     {"dec.lm_head", 3, 768, 51289},
 };
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Runs `fn` once to warm up, then repeatedly for at least min_time_s (and 3 runs); returns the
-// best time per run, the least disturbed by other processes on a shared machine.
-double time_best(const std::function<void()>& fn, double min_time_s) {
-  fn();
-  double best = 1e30, start = now_s();
-  int runs = 0;
-  while (runs < 3 || now_s() - start < min_time_s) {
-    double t0 = now_s();
-    fn();
-    best = std::min(best, now_s() - t0);
-    ++runs;
-  }
-  return best;
-}
+using celeriac::bench::read_gbs;
+using celeriac::bench::time_best;
 
 std::vector<float> random_vector(size_t n, unsigned seed) {
   std::vector<float> v(n);
@@ -118,32 +103,6 @@ Args parse_args(int argc, char** argv) {
     }
   }
   return args;
-}
-
-// Streaming read of a buffer much larger than the last-level cache: the bound for a decode step,
-// which reads every weight once. Summed with 8 independent accumulators so the loop is limited by
-// memory, not by the add latency.
-double read_bandwidth_gbs(int threads, double min_time_s) {
-  const size_t n = size_t(1) << 28;  // 1 GiB of floats
-  std::unique_ptr<float[]> buf(new float[n]);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t i = 0; i < n; ++i) buf[i] = 1.0f;  // first touch by the reading threads
-  volatile float sink = 0;
-  double t = time_best(
-      [&] {
-        float total = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-        for (size_t blk = 0; blk < n / 64; ++blk) {
-          const float* p = buf.get() + blk * 64;
-          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          for (int j = 0; j < 64; j += 8)
-            for (int l = 0; l < 8; ++l) acc[l] += p[j + l];
-          for (int l = 0; l < 8; ++l) total += acc[l];
-        }
-        sink = sink + total;
-      },
-      min_time_s);
-  return double(n) * sizeof(float) / t / 1e9;
 }
 
 }  // namespace
@@ -214,8 +173,9 @@ int main(int argc, char** argv) {
 
   if (args.bandwidth) {
     for (int threads : args.threads)
+      // The bound for a decode step, which reads every weight once: 1 GiB, 4 KiB pages.
       std::printf("stream read, %d thread(s): %.1f GB/s\n", threads,
-                  read_bandwidth_gbs(threads, args.min_time_s));
+                  read_gbs(size_t(1) << 30, threads, args.min_time_s, false));
   }
   return 0;
 }

@@ -264,9 +264,8 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, ModelTiny, ::testing::ValuesIn(testing::kT
                          testing::FolderName());
 
 // Acceptance on the full Florence-2-base configuration (random weights, generated locally by
-// scripts/fixtures/make_florence_base_random.py, never committed; opt-in like the vision test):
-//   CELERIAC_FLORENCE_BASE=.cache/florence-2-base-random \
-//     build/src/florence/celeriac_florence_model_test --gtest_filter='*Base*'
+// scripts/fixtures/make_florence_base_random.py, never committed; opt-in like the vision test;
+// `make florence-base-check` runs it with CELERIAC_FLORENCE_BASE set to the checkpoint folder).
 // Checks encoder states and first-step logits (max abs error 1e-3) and the greedy tokens of every
 // reference pair, and prints per-stage times on the current thread setting.
 class ModelBase : public testing::BaseCheckpointTest {};
