@@ -38,19 +38,18 @@ constexpr int kPromptLength = 1;
 class TorchTopK {
  public:
   const std::vector<int>& operator()(const float* values, int n, int k) {
-    auto larger = [](const Entry& a, const Entry& b) { return a.first > b.first; };
-    if (static_cast<int64_t>(k) * 64 <= n && entering(values, n, k)) {
-      std::partial_sort(queue_.begin(), queue_.begin() + k, queue_.end(), larger);
-    } else {
+    const bool heap = static_cast<int64_t>(k) * 64 <= n;  // torch's choice of algorithm
+    if (!heap || !entering(values, n, k)) {
       queue_.resize(n);
       for (int i = 0; i < n; ++i) queue_[i] = {values[i], i};
-      const auto first = queue_.begin(), last = queue_.end();
-      if (static_cast<int64_t>(k) * 64 <= n) {
-        std::partial_sort(first, first + k, last, larger);
-      } else {
-        std::nth_element(first, first + (k - 1), last, larger);
-        std::sort(first, first + (k - 1), larger);
-      }
+    }
+    auto larger = [](const Entry& a, const Entry& b) { return a.first > b.first; };
+    const auto first = queue_.begin(), last = queue_.end();
+    if (heap) {
+      std::partial_sort(first, first + k, last, larger);
+    } else {
+      std::nth_element(first, first + (k - 1), last, larger);
+      std::sort(first, first + (k - 1), larger);
     }
     best_.resize(k);
     for (int j = 0; j < k; ++j) best_[j] = static_cast<int>(queue_[j].second);
