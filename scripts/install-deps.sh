@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libcurl4-openssl-dev libboost-dev libboost-system-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libjpeg-turbo-progs
-  libopenblas-dev libdnnl-dev clang-format libicu-dev
+  libopenblas-dev libdnnl-dev ocl-icd-opencl-dev clang-format libicu-dev
   python3 python3-venv python3-pip
 )
 
