@@ -45,14 +45,15 @@ double gemm_gflops(long n, int threads, double min_time_s) {
   dnnl::memory::desc w_plain_md({n, n}, dt::f32, tag::ba);  // PyTorch Linear weight [out, in]
   dnnl::memory::desc w_any_md({n, n}, dt::f32, tag::any);
   dnnl::memory::desc dst_md({n, n}, dt::f32, tag::ab);
-  // oneDNN 2.x API (Debian 12 ships 2.6).
+  // oneDNN 2.x API (Debian 12 ships 2.6). The thread count first: oneDNN's brgemm kernels (AVX-512
+  // CPUs) fix their threads when the primitive is made, and then ask OpenMP for that many.
+  omp_set_num_threads(threads);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any_md, dst_md), engine);
   dnnl::matmul mm(pd);
   dnnl::memory src_mem(src_md, engine, x.data()), dst_mem(dst_md, engine, y.data());
   dnnl::memory w_plain(w_plain_md, engine, w.data()), w_packed(pd.weights_desc(), engine);
   dnnl::reorder(w_plain, w_packed).execute(stream, w_plain, w_packed);
   stream.wait();
-  omp_set_num_threads(threads);
   double t = time_best(
       [&] {
         mm.execute(
