@@ -15,7 +15,7 @@
 // One warm-up run (reported as "first"), then --runs runs; the fastest is reported.
 //
 // Usage: celeriac_bench_florence --model DIR --image FILE [--task '<CAPTION>'] [--new-tokens 64]
-//          [--beams 3] [--threads 2] [--runs 2] [--stage-rss] [--bf16-decoder]
+//          [--beams 3] [--threads 2] [--runs 2] [--stage-rss] [--bf16-decoder] [--bf16]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -97,13 +97,14 @@ struct Args {
   int new_tokens = 64, beams = 3, threads = 2, runs = 2;
   bool stage_rss = false;
   bool bf16_decoder = false;
+  bool bf16_encoders = false;  // --bf16: the decoder's bf16 weights and bf16 encoder GEMMs
 };
 
 Args parse_args(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (i + 1 >= argc && k != "--stage-rss" && k != "--bf16-decoder") k = "?";
+    if (i + 1 >= argc && k != "--stage-rss" && k != "--bf16-decoder" && k != "--bf16") k = "?";
     if (k == "--model")
       a.model = argv[++i];
     else if (k == "--image")
@@ -122,10 +123,12 @@ Args parse_args(int argc, char** argv) {
       a.stage_rss = true;
     else if (argv[i] == std::string("--bf16-decoder"))
       a.bf16_decoder = true;
+    else if (argv[i] == std::string("--bf16"))
+      a.bf16_decoder = a.bf16_encoders = true;
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --image FILE [--task T] [--new-tokens N] [--beams K] "
-                   "[--threads N] [--runs N] [--stage-rss] [--bf16-decoder]\n",
+                   "[--threads N] [--runs N] [--stage-rss] [--bf16-decoder] [--bf16]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -147,7 +150,8 @@ int main(int argc, char** argv) {
   nn::set_num_threads(args.threads);
 
   double t0 = now_s();
-  florence::Model model(args.model, {.bf16_decoder = args.bf16_decoder});
+  florence::Model model(args.model,
+                        {.bf16_decoder = args.bf16_decoder, .bf16_encoders = args.bf16_encoders});
   const double load_s = now_s() - t0;
   const long rss_after_load_kib = vm_kib("VmRSS");
   if (!model.tokenizer()) {
@@ -263,6 +267,7 @@ int main(int argc, char** argv) {
       {"engine", "celeriac"},
       {"threads", args.threads},
       {"bf16_decoder", args.bf16_decoder},
+      {"bf16_encoders", model.bf16_encoders()},
       {"task", args.task},
       {"image", args.image},
       {"beams", args.beams},

@@ -63,8 +63,13 @@ if [ -x "$bin"/celeriac_bench_florence ]; then
   warm
   OMP_NUM_THREADS=$threads taskset -c "$cores" "$bin"/celeriac_bench_florence "${common[@]}" \
     --bf16-decoder >"$out"/florence-celeriac-bf16.json
+  # --bf16: that, and the encoders' products as bf16 GEMMs (on CPUs with AVX512_BF16 or AMX).
+  warm
+  OMP_NUM_THREADS=$threads taskset -c "$cores" "$bin"/celeriac_bench_florence "${common[@]}" \
+    --bf16 >"$out"/florence-celeriac-bf16-all.json
   celeriac=(--celeriac "$out"/florence-celeriac.json
-            --celeriac-bf16 "$out"/florence-celeriac-bf16.json)
+            --celeriac-bf16 "$out"/florence-celeriac-bf16.json
+            --celeriac-bf16-all "$out"/florence-celeriac-bf16-all.json)
 fi
 # The read rate moves with the machine's neighbours: probe again, compare.py takes the higher.
 taskset -c "$cores" "$bin"/celeriac_bench_florence_probe >"$out"/florence-probe-after.json

@@ -34,6 +34,7 @@ struct CaptionArgs {
   std::vector<std::string> generation;  // extra KEY=VALUE generation settings
   bool raw = false;                     // also print ids and decoded text
   bool bf16_decoder = false;            // bf16 copies of the decoder's weights
+  bool bf16 = false;                    // that, and bf16 GEMMs in the encoders
 };
 
 // The model runs in the engine module, loaded here on first use: the executable links none of
@@ -48,7 +49,8 @@ int run_caption(const CaptionArgs& a) {
   options.max_new_tokens = a.max_new_tokens;
   options.min_new_tokens = a.min_new_tokens;
   options.generation = a.generation;
-  options.bf16_decoder = a.bf16_decoder;
+  options.bf16_decoder = a.bf16_decoder || a.bf16;
+  options.bf16_encoders = a.bf16;
   const std::unique_ptr<florence::Engine> engine = florence::create_engine(options);
 
   florence::EngineRequest request;
@@ -104,6 +106,9 @@ void add_caption_command(CLI::App& app, int& exit_code) {
   c->add_flag("--raw", args.raw, "also print the generated ids and the decoded text first");
   c->add_flag("--bf16-decoder", args.bf16_decoder,
               "decode with bf16 copies of the decoder's weights (half the bytes per step)");
+  c->add_flag("--bf16", args.bf16,
+              "--bf16-decoder, and the vision and text encoders' products as bf16 GEMMs where "
+              "the CPU has bf16 arithmetic (AVX512_BF16 or AMX; fp32 elsewhere)");
   c->callback([&exit_code] { guarded(exit_code, args); });
 }
 

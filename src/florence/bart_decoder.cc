@@ -8,6 +8,7 @@
 #include <string>
 
 #include "florence/bart_kv_cache.h"
+#include "florence/weights_bf16.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_layout.h"
 #include "nn/attention.h"
@@ -86,22 +87,22 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
     const int li = static_cast<int>(l);
     // Self-attention: this position's keys/values go straight into the cache block.
     const BartAttentionWeights& sa = layer.self_attn;
-    bart_linear(x_, sa.q_w, sa.q16, &sa.q_b, q_);
-    bart_linear(x_, sa.k_w, sa.k16, &sa.k_b, cache_.keys(li, t));
-    bart_linear(x_, sa.v_w, sa.v16, &sa.v_b, cache_.values(li, t));
+    nn::linear(x_, sa.q_w, sa.q16, &sa.q_b, q_);
+    nn::linear(x_, sa.k_w, sa.k16, &sa.k_b, cache_.keys(li, t));
+    nn::linear(x_, sa.v_w, sa.v16, &sa.v_b, cache_.values(li, t));
     cache_.attend(li, q_, heads_, scale_, attended_);
     bart_attention_output(x_, attended_, sa, layer.self_attn_norm);
 
     // Cross-attention: input b's beams are the `beams_` query rows of its keys.
     const BartAttentionWeights& ca = layer.cross_attn;
-    bart_linear(x_, ca.q_w, ca.q16, &ca.q_b, q_);
+    nn::linear(x_, ca.q_w, ca.q16, &ca.q_b, q_);
     cross_[l].attend(q_, beams_, scale_, attended_);
     bart_attention_output(x_, attended_, ca, layer.cross_attn_norm);
 
     bart_ffn_block(x_, layer.ffn, hidden_);
   }
-  bart_linear(x_, dec.lm_head_, dec.lm_head16_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr,
-              logits_);
+  nn::linear(x_, dec.lm_head_, dec.lm_head16_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr,
+             logits_);
   return logits_.data();
 }
 
@@ -138,10 +139,7 @@ void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
   if (bf16_weights()) return;
   // Converting reads every fp32 page once; afterwards only the copies are read. The tied table's
   // token embedding lookups fault back the few rows a request reads.
-  for (const StreamedWeight& w : streamed_weights()) {
-    *w.bf16 = nn::Bf16Weights::from(*w.fp32);
-    checkpoint.release_pages({w.fp32->data(), static_cast<size_t>(w.fp32->numel())});
-  }
+  for (const StreamedWeight& w : streamed_weights()) *w.bf16 = bf16_copy(checkpoint, *w.fp32);
 }
 
 void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {

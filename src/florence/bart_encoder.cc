@@ -25,6 +25,13 @@ BartEncoder::BartEncoder(const Checkpoint& ckpt) : config_(ckpt.config().text) {
   }
 }
 
+void BartEncoder::use_bf16_weights(const Checkpoint& checkpoint) {
+  for (BartEncoderLayerWeights& layer : layers_) {
+    use_bf16(checkpoint, layer.self_attn, /*keys_values=*/true);
+    use_bf16(checkpoint, layer.ffn);
+  }
+}
+
 void BartEncoder::embed_prompt(std::span<const int32_t> ids, const nn::Tensor& out) const {
   embed_tokens(embeddings_, ids, out);
 }
@@ -66,9 +73,9 @@ nn::Tensor BartEncoder::forward(const nn::Tensor& inputs_embeds,
       .key_lengths = lengths};
   for (const BartEncoderLayerWeights& layer : layers_) {
     const BartAttentionWeights& a = layer.self_attn;
-    nn::linear(rows, a.q_w, &a.q_b, q);
-    nn::linear(rows, a.k_w, &a.k_b, k);
-    nn::linear(rows, a.v_w, &a.v_b, v);
+    nn::linear(rows, a.q_w, a.q16, &a.q_b, q);
+    nn::linear(rows, a.k_w, a.k16, &a.k_b, k);
+    nn::linear(rows, a.v_w, a.v16, &a.v_b, v);
     nn::attention({q.data(), s, s * d, d}, {k.data(), s, s * d, d}, {v.data(), s, s * d, d}, params,
                   {attended.mutable_data(), s * d, d});
     bart_attention_output(rows, attended, a, layer.self_attn_norm);

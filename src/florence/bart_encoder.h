@@ -33,6 +33,11 @@ class BartEncoder {
   // Takes views of the weights; the checkpoint must outlive the encoder. Throws WeightsError.
   explicit BartEncoder(const Checkpoint& checkpoint);
 
+  // Keeps bf16 copies of every layer's product weights and runs the products as bf16 GEMMs
+  // (activations rounded to bf16, fp32 accumulation; ModelOptions::bf16_encoders). Needs
+  // nn::bf16_gemm_supported(). The fp32 pages of what was copied leave the resident set.
+  void use_bf16_weights(const Checkpoint& checkpoint);
+
   // The encoder's token embedding (shared table, scale applied), for the prompt part of the
   // input: ids -> out [ids.size(), d]. The scale follows transformers 5 (its `shared` is a
   // BartScaledWordEmbedding); Microsoft's remote code embeds the prompt with an unscaled `shared`.

@@ -8,6 +8,7 @@
 
 #include "florence/config.h"
 #include "florence/weights_checkpoint.h"
+#include "florence/weights_bf16.h"
 #include "nn/linear.h"
 #include "nn/norm.h"
 
@@ -74,23 +75,29 @@ void embed_tokens(const BartEmbeddingWeights& w, std::span<const int32_t> ids,
   }
 }
 
-void bart_linear(const nn::Tensor& x, const nn::Tensor& w, const nn::Bf16Weights& w16,
-                 const nn::Tensor* bias, const nn::Tensor& y, const nn::LinearOptions& options) {
-  if (w16.empty())
-    nn::linear(x, w, bias, y, options);
-  else
-    nn::linear(x, w16, bias, y, options);
+void use_bf16(const Checkpoint& ckpt, BartAttentionWeights& w, bool keys_values) {
+  w.q16 = bf16_copy(ckpt, w.q_w);
+  if (keys_values) {
+    w.k16 = bf16_copy(ckpt, w.k_w);
+    w.v16 = bf16_copy(ckpt, w.v_w);
+  }
+  w.out16 = bf16_copy(ckpt, w.out_w);
+}
+
+void use_bf16(const Checkpoint& ckpt, BartFfnWeights& w) {
+  w.fc1_16 = bf16_copy(ckpt, w.fc1_w);
+  w.fc2_16 = bf16_copy(ckpt, w.fc2_w);
 }
 
 void bart_ffn_block(const nn::Tensor& x, const BartFfnWeights& w, const nn::Tensor& hidden) {
-  bart_linear(x, w.fc1_w, w.fc1_16, &w.fc1_b, hidden, {.activation = nn::Activation::kGelu});
-  bart_linear(hidden, w.fc2_w, w.fc2_16, &w.fc2_b, x, {.accumulate = true});
+  nn::linear(x, w.fc1_w, w.fc1_16, &w.fc1_b, hidden, {.activation = nn::Activation::kGelu});
+  nn::linear(hidden, w.fc2_w, w.fc2_16, &w.fc2_b, x, {.accumulate = true});
   nn::layer_norm(x, w.norm.weight, w.norm.bias, kBartLayerNormEps, x);
 }
 
 void bart_attention_output(const nn::Tensor& x, const nn::Tensor& attended,
                            const BartAttentionWeights& w, const BartNormWeights& norm) {
-  bart_linear(attended, w.out_w, w.out16, &w.out_b, x, {.accumulate = true});
+  nn::linear(attended, w.out_w, w.out16, &w.out_b, x, {.accumulate = true});
   nn::layer_norm(x, norm.weight, norm.bias, kBartLayerNormEps, x);
 }
 

@@ -29,8 +29,8 @@ struct BartAttentionWeights {
   nn::Tensor k_w, k_b;      // [d, d], [d]
   nn::Tensor v_w, v_b;      // [d, d], [d]
   nn::Tensor out_w, out_b;  // [d, d], [d]
-  // bf16 copies, filled only for the decoder's per-step products when bf16 weights are asked for
-  // (ModelOptions::bf16_decoder); empty ones mean fp32.
+  // bf16 copies, filled only when an option asks for them (ModelOptions::bf16_decoder for the
+  // decoder's per-step products, bf16_encoders for the encoder); empty ones mean fp32.
   nn::Bf16Weights q16, k16, v16, out16;
 };
 
@@ -69,9 +69,9 @@ void check_bart_activation(const TextConfig& config);
 void embed_tokens(const BartEmbeddingWeights& w, std::span<const int32_t> ids,
                   const nn::Tensor& out);
 
-// nn::linear with the bf16 copy of the weights when there is one, else the fp32 weights.
-void bart_linear(const nn::Tensor& x, const nn::Tensor& w, const nn::Bf16Weights& w16,
-                 const nn::Tensor* bias, const nn::Tensor& y, const nn::LinearOptions& options = {});
+// bf16 copies of the attention's q/k/v/out (k/v only with `keys_values`) and of fc1/fc2.
+void use_bf16(const Checkpoint& ckpt, BartAttentionWeights& w, bool keys_values);
+void use_bf16(const Checkpoint& ckpt, BartFfnWeights& w);
 
 // x = LN(x + fc2(gelu(fc1(x)))), in place on x [M, d]; hidden is scratch [M, F].
 void bart_ffn_block(const nn::Tensor& x, const BartFfnWeights& w, const nn::Tensor& hidden);

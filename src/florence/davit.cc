@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <string>
 
+#include "florence/weights_bf16.h"
 #include "florence/weights_checkpoint.h"
 #include "nn/attention.h"
 #include "nn/conv.h"
@@ -77,8 +78,9 @@ void mlp_residual(const nn::Tensor& x, const DavitBlockWeights& w, float eps,
     const nn::Tensor t = tokens.slice0(r0, r1), h = hidden.slice0(0, r1 - r0);
     const nn::Tensor normed_rows = normed.slice0(r0, r1);
     nn::layer_norm(t, w.norm2_w, w.norm2_b, eps, normed_rows);
-    nn::linear(normed_rows, w.fc1_w, &w.fc1_b, h, {.activation = nn::Activation::kGelu});
-    nn::linear(h, w.fc2_w, &w.fc2_b, t, {.accumulate = true});
+    nn::linear(normed_rows, w.fc1_w, w.fc1_16, &w.fc1_b, h,
+               {.activation = nn::Activation::kGelu});
+    nn::linear(h, w.fc2_w, w.fc2_16, &w.fc2_b, t, {.accumulate = true});
   }
 }
 
@@ -105,7 +107,7 @@ void spatial_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t head
     const nn::Tensor in = windows.slice0(0, count);
     const nn::Tensor q = qkv.slice0(0, count), a = attended.slice0(0, count);
     nn::window_partition(tmp, window, in, w0);
-    nn::linear(in, w.qkv_w, &w.qkv_b, q);
+    nn::linear(in, w.qkv_w, w.qkv16, &w.qkv_b, q);
     nn::AttentionParams params{.batch = count,
                                .heads = heads,
                                .head_dim = head_dim,
@@ -115,7 +117,7 @@ void spatial_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t head
                   {base + c, per_window, window_stride, 3 * c},
                   {base + 2 * c, per_window, window_stride, 3 * c}, params,
                   {a.mutable_data(), per_window * c, c});
-    nn::linear(a, w.proj_w, &w.proj_b, in);  // proj is per token: window order is fine
+    nn::linear(a, w.proj_w, w.proj16, &w.proj_b, in);  // proj is per token: window order is fine
     nn::window_reverse(in, window, x, /*accumulate=*/true, w0);
   }
 
@@ -138,6 +140,8 @@ void channel_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t grou
   const nn::Tensor bqk = nn::Tensor::view(w.qkv_b.data(), {2 * c});
   const nn::Tensor wv = nn::Tensor::view(w.qkv_w.data() + 2 * c * c, {c, c});
   const nn::Tensor bv = nn::Tensor::view(w.qkv_b.data() + 2 * c, {c});
+  const nn::Bf16Weights wqk16 = w.qkv16.empty() ? w.qkv16 : w.qkv16.rows_view(0, 2 * c);
+  const nn::Bf16Weights wv16 = w.qkv16.empty() ? w.qkv16 : w.qkv16.rows_view(2 * c, 3 * c);
   const float scale = static_cast<float>(1.0 / std::sqrt(double(n)));
   const int64_t chunk = std::min(n, kChunkRows);
   const nn::Tensor qk = nn::Tensor::empty({chunk, 2 * c});
@@ -150,16 +154,16 @@ void channel_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t grou
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t r1 = std::min(n, r0 + chunk);
       const nn::Tensor rows = qk.slice0(0, r1 - r0);
-      nn::linear(tokens.slice0(r0, r1), wqk, &bqk, rows);
+      nn::linear(tokens.slice0(r0, r1), wqk, wqk16, &bqk, rows);
       scores.accumulate(rows);
     }
     scores.finish(scale);
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t r1 = std::min(n, r0 + chunk);
       const nn::Tensor vr = v.slice0(0, r1 - r0), ar = attended.slice0(0, r1 - r0);
-      nn::linear(tokens.slice0(r0, r1), wv, &bv, vr);
+      nn::linear(tokens.slice0(r0, r1), wv, wv16, &bv, vr);
       scores.apply(vr, ar);
-      nn::linear(ar, w.proj_w, &w.proj_b, out.slice0(r0, r1), {.accumulate = true});
+      nn::linear(ar, w.proj_w, w.proj16, &w.proj_b, out.slice0(r0, r1), {.accumulate = true});
     }
   }
 
@@ -192,6 +196,17 @@ VisionEncoder::VisionEncoder(const Checkpoint& ckpt) : config_(ckpt.config().vis
   projection_ = weight(ckpt, "image_projection");
   proj_norm_w_ = weight(ckpt, "image_proj_norm.weight");
   proj_norm_b_ = weight(ckpt, "image_proj_norm.bias");
+}
+
+void VisionEncoder::use_bf16_weights(const Checkpoint& checkpoint) {
+  for (DavitStageWeights& stage : stages_)
+    for (auto* blocks : {&stage.spatial, &stage.channel})
+      for (DavitBlockWeights& b : *blocks) {
+        b.qkv16 = bf16_copy(checkpoint, b.qkv_w);
+        b.proj16 = bf16_copy(checkpoint, b.proj_w);
+        b.fc1_16 = bf16_copy(checkpoint, b.fc1_w);
+        b.fc2_16 = bf16_copy(checkpoint, b.fc2_w);
+      }
 }
 
 nn::Tensor VisionEncoder::tower(const nn::Tensor& pixels, std::vector<nn::Tensor>* stages) const {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "florence/config.h"
+#include "nn/linear.h"
 #include "nn/tensor.h"
 
 namespace celeriac::florence {
@@ -28,6 +29,7 @@ struct DavitBlockWeights {
   nn::Tensor norm2_w, norm2_b;  // LayerNorm before the MLP
   nn::Tensor fc1_w, fc1_b;      // [4C, C], [4C]
   nn::Tensor fc2_w, fc2_b;      // [C, 4C], [C]
+  nn::Bf16Weights qkv16, proj16, fc1_16, fc2_16;  // bf16 copies (bf16_encoders); empty: fp32
 };
 
 struct DavitStageWeights {
@@ -48,6 +50,12 @@ class VisionEncoder {
   // DaViT output map [B, h, w, C3] -> visual tokens [B, 1 + h·w, P].
   nn::Tensor project(const nn::Tensor& features) const;
   nn::Tensor encode(const nn::Tensor& pixels) const { return project(tower(pixels)); }
+
+  // Keeps bf16 copies of the blocks' Linear weights (qkv, proj, fc1, fc2: nearly all of the
+  // tower's FLOPs) and runs those products as bf16 GEMMs (activations rounded to bf16, fp32
+  // accumulation; ModelOptions::bf16_encoders). Convolutions and attention stay fp32. Needs
+  // nn::bf16_gemm_supported(). The fp32 pages of what was copied leave the resident set.
+  void use_bf16_weights(const Checkpoint& checkpoint);
 
   const VisionConfig& config() const { return config_; }
 

@@ -119,7 +119,9 @@ class FlorenceEngine final : public Engine {
       }
       config.set(kv.substr(0, eq), kv.substr(eq + 1));
     }
-    auto model = std::make_unique<Model>(dir, ModelOptions{.bf16_decoder = options_.bf16_decoder});
+    auto model = std::make_unique<Model>(
+        dir, ModelOptions{.bf16_decoder = options_.bf16_decoder,
+                          .bf16_encoders = options_.bf16_encoders});
     if (!options_.tokenizer_dir.empty()) {
       own_tokenizer_ =
           std::make_unique<Tokenizer>(Tokenizer::load_florence(options_.tokenizer_dir));

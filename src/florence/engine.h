@@ -47,6 +47,7 @@ struct EngineOptions {
   std::optional<int> min_new_tokens;    // fewest tokens before </s>
   std::vector<std::string> generation;  // extra generation_config settings, "KEY=VALUE"
   bool bf16_decoder = false;            // decode steps read bf16 copies (ModelOptions)
+  bool bf16_encoders = false;           // bf16 GEMMs in the encoders where the CPU has them
 };
 
 // One image and task. Exactly one of image_bytes / image_path is used (bytes win when set).

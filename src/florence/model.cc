@@ -13,6 +13,7 @@
 #include "florence/davit.h"
 #include "florence/tokenizer.h"
 #include "florence/weights_checkpoint.h"
+#include "nn/linear.h"
 
 namespace celeriac::florence {
 namespace {
@@ -64,6 +65,11 @@ Model::Model(const std::filesystem::path& dir, const ModelOptions& options) {
   encoder_ = std::make_unique<BartEncoder>(*checkpoint_);
   decoder_ = std::make_unique<BartDecoder>(*checkpoint_, logits_vocab(checkpoint_->config()));
   if (options.bf16_decoder) decoder_->use_bf16_weights(*checkpoint_);
+  bf16_encoders_ = options.bf16_encoders && nn::bf16_gemm_supported();
+  if (bf16_encoders_) {
+    vision_->use_bf16_weights(*checkpoint_);
+    encoder_->use_bf16_weights(*checkpoint_);
+  }
   huge_page_decoder_ = options.huge_page_decoder && !options.bf16_decoder;
 }
 

@@ -3,6 +3,7 @@
 # celeriac_florence_weights. Included from src/florence/CMakeLists.txt.
 add_library(celeriac_florence_model STATIC
   ${CMAKE_CURRENT_LIST_DIR}/davit.cc
+  ${CMAKE_CURRENT_LIST_DIR}/weights_bf16.cc
   ${CMAKE_CURRENT_LIST_DIR}/bart_layers.cc
   ${CMAKE_CURRENT_LIST_DIR}/bart_encoder.cc
   ${CMAKE_CURRENT_LIST_DIR}/bart_kv_cache.cc

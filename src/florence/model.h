@@ -50,8 +50,13 @@ struct ModelOptions {
   // Read every page of the weights at load (MAP_POPULATE) instead of on first use.
   bool populate = false;
   // Decode steps read bf16 copies of the decoder's weights (BartDecoder::use_bf16_weights): half
-  // the bytes per step; the vision and text encoders stay fp32 (this CPU has no bf16 GEMM).
+  // the bytes per step, widened exactly to fp32 in the product (any AVX2 CPU).
   bool bf16_decoder = false;
+  // The vision tower's and text encoder's products run as bf16 GEMMs (weights and activations
+  // rounded to bf16, fp32 accumulation: about twice the fp32 rate) where the CPU has bf16
+  // arithmetic (nn::bf16_gemm_supported(): AVX512_BF16 or AMX); elsewhere they stay fp32 and
+  // Model::bf16_encoders() says so. Changes results more than bf16_decoder: activations round.
+  bool bf16_encoders = false;
   // Otherwise the fp32 weights the decode steps stream are copied onto huge pages by the first
   // start() (BartDecoder::use_huge_page_weights; same resident size, 0.1-0.5 s once), as the
   // mapped weights are read in on first use. Off keeps the steps on the file's page cache, which
@@ -97,6 +102,9 @@ class Model {
   std::unique_ptr<DecoderSession> start(const EncodedBatch& encoded, int beams_per_input,
                                         int max_steps = 0) const;
 
+  // Whether the encoders run bf16 GEMMs (ModelOptions::bf16_encoders on a CPU that has them).
+  bool bf16_encoders() const { return bf16_encoders_; }
+
   const VisionEncoder& vision() const { return *vision_; }
   const BartEncoder& text_encoder() const { return *encoder_; }
   const BartDecoder& text_decoder() const { return *decoder_; }
@@ -108,6 +116,7 @@ class Model {
   std::unique_ptr<VisionEncoder> vision_;
   std::unique_ptr<BartEncoder> encoder_;
   std::unique_ptr<BartDecoder> decoder_;
+  bool bf16_encoders_ = false;
   bool huge_page_decoder_ = false;         // ModelOptions: copy at the first start()
   mutable std::once_flag huge_page_once_;  // sessions only exist after the copy
 };

@@ -32,6 +32,8 @@
 #include "florence/model_test_util.h"
 #include "florence/weights_checkpoint.h"
 #include "florence/weights_safetensors.h"
+#include "florence/reference_error.h"
+#include "nn/linear.h"
 #include "nn/threading.h"
 
 namespace celeriac::florence {
@@ -138,6 +140,35 @@ TEST_P(ModelTiny, EncoderOutputMatchesTransformersForEveryPair) {
     worst = std::max(worst, err);
   }
   RecordProperty("max_abs_error", std::to_string(worst));
+}
+
+// ModelOptions::bf16_encoders: where the CPU has bf16 GEMMs the encoder states move by about
+// bf16's rounding and no more; elsewhere the option is declined and the states are fp32's, bit
+// for bit.
+TEST_P(ModelTiny, Bf16EncodersStayWithinBf16RoundingOfTransformers) {
+  const Fixture& f = fixture();
+  Model fp32(dir());
+  Model bf16(dir(), {.bf16_encoders = true});
+  EXPECT_EQ(bf16.bf16_encoders(), nn::bf16_gemm_supported());
+  double worst = 0, moved = 0;
+  for (const Pair& p : f.pairs) {
+    const nn::Tensor& pixels = f.pixels(p.image);
+    const EncodedBatch a = fp32.encode(pixels, {p.prompt}), b = bf16.encode(pixels, {p.prompt});
+    const TensorView* want = f.find(p.image, "encoder_output." + p.id);
+    ASSERT_NE(want, nullptr) << p.id;
+    worst = std::max(worst, flat_error(b.states.data(), reinterpret_cast<const float*>(want->data),
+                                       want->numel()));
+    moved = std::max(moved, max_abs_diff(a.states.data(), b.states.data(), a.states.numel()));
+  }
+  std::printf("bf16 encoders (%s): relative error vs transformers %.2e\n",
+              bf16.bf16_encoders() ? "on" : "not supported here", worst);
+  RecordProperty("bf16_relative_error", std::to_string(worst));
+  if (bf16.bf16_encoders()) {
+    EXPECT_GT(moved, 0.0);  // the products really ran in bf16
+    EXPECT_LE(worst, 3e-2);
+  } else {
+    EXPECT_EQ(moved, 0.0);
+  }
 }
 
 TEST_P(ModelTiny, FirstStepLogitsMatchTransformers) {

@@ -27,10 +27,21 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-// One product: src M×K (row-major), weights K×N in `w_tag` layout, dst M×N.
-void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Tensor* bias,
-                const Tensor& y, const LinearOptions& options) {
-  const int64_t k = x.dim(-1), m = x.rows();
+// The operands of one product as oneDNN sees them: src M×K row-major, weights K×N in `w_tag`
+// layout (tag::ba for [N, K] storage), of one data type each.
+struct Operands {
+  const void* src;
+  dt src_dt;
+  const void* w;
+  dt w_dt;
+  tag w_tag;
+  int64_t m, k, n;
+};
+
+// dst M×N (fp32) = act(src · w + bias) (+ dst).
+void run_matmul(const Operands& o, const Tensor* bias, const Tensor& y,
+                const LinearOptions& options) {
+  const int64_t m = o.m, k = o.k, n = o.n;
   if (y.rows() != m || y.dim(-1) != n)
     throw ShapeError("linear: output " + y.shape().to_string() + " for " + std::to_string(m) +
                      " x " + std::to_string(n));
@@ -40,11 +51,13 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
   detail::apply_num_threads();
 
   std::string key = "matmul:" + std::to_string(m) + ":" + std::to_string(k) + ":" +
-                    std::to_string(n) + ":" + std::to_string(static_cast<int>(w_tag)) + ":" +
-                    (bias ? "b" : "-") + std::to_string(static_cast<int>(options.activation)) +
+                    std::to_string(n) + ":" + std::to_string(static_cast<int>(o.w_tag)) + ":" +
+                    std::to_string(static_cast<int>(o.src_dt)) + ":" +
+                    std::to_string(static_cast<int>(o.w_dt)) + ":" + (bias ? "b" : "-") +
+                    std::to_string(static_cast<int>(options.activation)) +
                     (options.accumulate ? "+" : "=");
-  dnnl::memory::desc src_md({m, k}, dt::f32, tag::ab);
-  dnnl::memory::desc w_md({k, n}, dt::f32, w_tag);
+  dnnl::memory::desc src_md({m, k}, o.src_dt, tag::ab);
+  dnnl::memory::desc w_md({k, n}, o.w_dt, o.w_tag);
   dnnl::memory::desc bias_md({1, n}, dt::f32, tag::ab);
   dnnl::memory::desc dst_md({m, n}, dt::f32, tag::ab);
   detail::Primitive& prim = detail::cached_primitive(key, [&] {
@@ -62,13 +75,38 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
   });
 
   auto& engine = detail::cpu_engine();
-  dnnl::memory src(src_md, engine, const_cast<float*>(x.data()));
-  dnnl::memory wts(w_md, engine, const_cast<float*>(w.data()));
+  dnnl::memory src(src_md, engine, const_cast<void*>(o.src));
+  dnnl::memory wts(w_md, engine, const_cast<void*>(o.w));
   dnnl::memory dst(dst_md, engine, y.mutable_data());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}};
   if (bias)
     args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias->data())));
+  detail::execute(prim.prim, prim.scratchpad, args);
+}
+
+void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Tensor* bias,
+                const Tensor& y, const LinearOptions& options) {
+  run_matmul({x.data(), dt::f32, w.data(), dt::f32, w_tag, x.rows(), x.dim(-1), n}, bias, y,
+             options);
+}
+
+// x [m, k] rounded to bf16 (nearest even, oneDNN's reorder) into `out`, which holds m·k/2 floats'
+// worth of bytes: an activation buffer of nn's, so it is reused and given back like the others.
+void round_to_bf16(const Tensor& x, const Tensor& out) {
+  const int64_t m = x.rows(), k = x.dim(-1);
+  dnnl::memory::desc src_md({m, k}, dt::f32, tag::ab), dst_md({m, k}, dt::bf16, tag::ab);
+  detail::Primitive& prim = detail::cached_primitive(
+      "reorder:bf16:" + std::to_string(m) + ":" + std::to_string(k), [&] {
+        auto& engine = detail::cpu_engine();
+        dnnl::reorder::primitive_desc pd(engine, src_md, engine, dst_md,
+                                         detail::scratchpad_attr());
+        return detail::Primitive{dnnl::reorder(pd), pd.scratchpad_desc()};
+      });
+  auto& engine = detail::cpu_engine();
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_FROM, dnnl::memory(src_md, engine, const_cast<float*>(x.data()))},
+      {DNNL_ARG_TO, dnnl::memory(dst_md, engine, out.mutable_data())}};
   detail::execute(prim.prim, prim.scratchpad, args);
 }
 
@@ -262,27 +300,71 @@ void small_m_product(const float* x, int64_t m, int64_t k, const float* w, int64
 
 Bf16Weights Bf16Weights::from(const Tensor& w) {
   if (w.rank() != 2) throw ShapeError("Bf16Weights: weight " + w.shape().to_string());
-  Bf16Weights out;
-  out.rows_ = w.dim(0);
-  out.cols_ = w.dim(1);
-  out.data_.resize(static_cast<size_t>(w.numel()));
+  auto storage = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(w.numel()));
   const float* src = w.data();
-  for (size_t i = 0; i < out.data_.size(); ++i) {
+  uint16_t* dst = storage->data();
+  for (size_t i = 0; i < storage->size(); ++i) {
     const uint32_t u = std::bit_cast<uint32_t>(src[i]);
     // Round to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN.
-    out.data_[i] = std::isnan(src[i]) ? uint16_t(0x7fc0)
-                                      : static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    dst[i] = std::isnan(src[i]) ? uint16_t(0x7fc0)
+                                : static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
   }
+  Bf16Weights out;
+  out.data_ = storage->data();
+  out.storage_ = std::move(storage);
+  out.rows_ = w.dim(0);
+  out.cols_ = w.dim(1);
   return out;
+}
+
+Bf16Weights Bf16Weights::rows_view(int64_t begin, int64_t end) const {
+  if (begin < 0 || end < begin || end > rows_)
+    throw ShapeError("Bf16Weights: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                     ") of " + std::to_string(rows_));
+  Bf16Weights out = *this;
+  out.data_ = data_ + begin * cols_;
+  out.rows_ = end - begin;
+  return out;
+}
+
+bool bf16_gemm_supported() {
+  // oneDNN knows the ISA: it builds a bf16 matmul only where one runs (2.6 refuses on AVX2).
+  static const bool ok = [] {
+    try {
+      dnnl::memory::desc a({32, 32}, dt::bf16, tag::ab), b({32, 32}, dt::bf16, tag::ba),
+          c({32, 32}, dt::f32, tag::ab);
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), detail::cpu_engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
 }
 
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
   check_small_m(x, w.rows(), w.cols(), bias, y, "bf16");
-  if (x.rows() > kSmallM)
-    throw ShapeError("linear: bf16 weights serve decode-size products (<= " +
-                     std::to_string(kSmallM) + " rows), got " + std::to_string(x.rows()));
-  small_m_linear(x, w.data(), w.rows(), bias, y, options);
+  if (x.rows() <= kSmallM) {
+    small_m_linear(x, w.data(), w.rows(), bias, y, options);
+    return;
+  }
+  if (!bf16_gemm_supported())
+    throw ShapeError("linear: bf16 weights with " + std::to_string(x.rows()) +
+                     " rows need a CPU with bf16 arithmetic (AVX512_BF16 or AMX)");
+  const int64_t m = x.rows(), k = x.dim(-1);
+  const Tensor x16 = Tensor::empty({(m * k + 1) / 2});  // m·k bf16 values
+  round_to_bf16(x, x16);
+  run_matmul({x16.data(), dt::bf16, w.data(), dt::bf16, tag::ba, m, k, w.rows()}, bias, y,
+             options);
+}
+
+void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tensor* bias,
+            const Tensor& y, const LinearOptions& options) {
+  if (w16.empty())
+    linear(x, w, bias, y, options);
+  else
+    linear(x, w16, bias, y, options);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const LinearOptions& options) {

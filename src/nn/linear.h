@@ -1,9 +1,10 @@
-// Dense products on oneDNN's matmul primitive (fp32): PyTorch's Linear with weights stored
+// Dense products on oneDNN's matmul primitive (fp32, or bf16 as an option): PyTorch's Linear with weights stored
 // [out, in] as in the checkpoints (used in place from the mapped file, never transposed or
 // copied), and the plain x·W of Florence-2's image_projection ([in, out], spec §5).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/tensor.h"
@@ -29,26 +30,40 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias,
               const LinearOptions& options = {});
 
 // Weights [N, K] kept as bfloat16 (the top half of each float32, rounded to nearest even as
-// torch's .to(torch.bfloat16)): half the bytes a decode step reads. This CPU has no bf16
-// arithmetic, so the products widen them to fp32 in registers (exactly) and accumulate in fp32;
-// only decode-size products (x with <= 16 rows) take them.
+// torch's .to(torch.bfloat16)). Two uses:
+//  - decode-size products (x with <= 16 rows): half the bytes a decode step reads; the weights are
+//    widened to fp32 in registers (exactly) and accumulated in fp32, on any AVX2 CPU;
+//  - larger products on CPUs with bf16 arithmetic (AVX512_BF16 or AMX, bf16_gemm_supported()):
+//    x is rounded to bf16 too and oneDNN's bf16 matmul accumulates in fp32, about twice the fp32
+//    rate. This rounds activations, so it is an option of the model, never the default.
+// Copies share their storage; rows_view() is a view of consecutive rows.
 class Bf16Weights {
  public:
   Bf16Weights() = default;
   static Bf16Weights from(const Tensor& w);  // a converted copy of fp32 weights [N, K]
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
-  bool empty() const { return data_.empty(); }
-  const uint16_t* data() const { return data_.data(); }
+  bool empty() const { return rows_ == 0; }
+  const uint16_t* data() const { return data_; }
+  Bf16Weights rows_view(int64_t begin, int64_t end) const;  // rows [begin, end)
 
  private:
-  std::vector<uint16_t> data_;
+  std::shared_ptr<const std::vector<uint16_t>> storage_;
+  const uint16_t* data_ = nullptr;
   int64_t rows_ = 0, cols_ = 0;
 };
 
-// As linear() above with bf16 weights; x must have at most 16 rows (ShapeError otherwise).
+// Whether this CPU runs bf16 matmuls (oneDNN builds one: AVX512_BF16 or AMX). Checked once.
+bool bf16_gemm_supported();
+
+// As linear() above with bf16 weights. x with more than 16 rows needs bf16_gemm_supported()
+// (ShapeError otherwise).
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
+// The bf16 copy when there is one (w16 not empty), else the fp32 weights: how the model's layers
+// call their products, whichever weights an option gave them.
+void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tensor* bias,
+            const Tensor& y, const LinearOptions& options = {});
 
 // y[r, j] = x[r] · w[j] for x [m, k] with m <= 16 rows and weights w [n, k], both contiguous,
 // on the calling thread (no bias, no threads of its own): the decode-size kernel of linear() for

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -127,9 +128,39 @@ TEST(Linear, Bf16WeightsRoundToNearestEvenAndMatchFp32OnRoundedValues) {
     linear(x, rounded, &b, ref, {.activation = Activation::kGelu});
     EXPECT_LT(rel_error(y, std::vector<double>(ref.data(), ref.data() + ref.numel())), 1e-6) << m;
   }
-  Tensor big = random_tensor({17, 8}, 7);
-  Tensor out = Tensor::empty({17, 2});
-  EXPECT_THROW(linear(big, Bf16Weights::from(random_tensor({2, 8}, 8)), nullptr, out), ShapeError);
+}
+
+// Larger products with bf16 weights are bf16 GEMMs: x rounded to bf16 as well, fp32 accumulation,
+// so the result is the fp32 product of the two rounded operands. Where the CPU has no bf16
+// arithmetic they are refused with a clear error (the model then keeps its encoders fp32).
+TEST(Linear, Bf16GemmEqualsTheProductOfRoundedOperands) {
+  const int64_t m = 300, k = 200, n = 129;
+  Tensor x = random_tensor({m, k}, 9), w = random_tensor({n, k}, 10), b = random_tensor({n}, 11);
+  const Bf16Weights w16 = Bf16Weights::from(w);
+  Tensor y = random_tensor({m, n}, 12);
+  const Tensor y0 = Tensor::empty({m, n});
+  std::copy(y.data(), y.data() + y.numel(), y0.mutable_data());
+  if (!bf16_gemm_supported()) {
+    EXPECT_THROW(linear(x, w16, &b, y, {.accumulate = true}), ShapeError);
+    return;
+  }
+  linear(x, w16, &b, y, {.accumulate = true});
+  const Bf16Weights x16 = Bf16Weights::from(x);  // the same rounding as the GEMM's input
+  auto widen = [](uint16_t v) { return double(std::bit_cast<float>(uint32_t{v} << 16)); };
+  std::vector<double> want(m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = b.data()[j] + y0.data()[i * n + j];
+      for (int64_t l = 0; l < k; ++l) s += widen(x16.data()[i * k + l]) * widen(w16.data()[j * k + l]);
+      want[i * n + j] = s;
+    }
+  EXPECT_LT(rel_error(y, want), 1e-5);
+  // Row views share the storage: the last rows of w as a weight of their own.
+  const Bf16Weights tail = w16.rows_view(100, n);
+  Tensor yt = Tensor::empty({m, n - 100});
+  linear(x, tail, nullptr, yt);
+  EXPECT_NEAR(yt.data()[0], want[100] - b.data()[100] - y0.data()[100], 1e-4);
+  EXPECT_THROW(w16.rows_view(100, n + 1), ShapeError);
 }
 
 TEST(Linear, RejectsMismatchedShapes) {
