@@ -82,6 +82,20 @@ def test_bf16_decoder_weights_on_bf16_exact_weights():
     run_like_reference("p05", "beam3", MODEL, "--bf16-decoder")
 
 
+def test_bf16_everywhere_gives_a_result_of_the_task():
+    # --bf16 also rounds the encoders' activations where the CPU has bf16 GEMMs, so the tokens may
+    # move; the run must still end in a well-formed result of the asked task with its ids.
+    pair, run, _ = reference("p05", "beam3")
+    task, _ = split_task(pair["task"])
+    out = caption(TINY / "images" / pair["image"], "--task", task, "--model", MODEL, "--raw",
+                  "--max-new-tokens", 40, "--bf16")
+    assert out.returncode == 0, out.stderr
+    ids, decoded, result = out.stdout.splitlines()
+    assert json.loads(ids)[0] == run["token_ids"][0] and len(json.loads(ids)) > 1
+    assert isinstance(json.loads(decoded), str)
+    assert list(json.loads(result)) == [task]
+
+
 def test_folder_without_tokenizer_takes_one():
     run_like_reference("p16", "beam3", TINY / "remote-sharded-bf16", "--tokenizer",
                        TINY / "remote-bin-fp16")
