@@ -59,6 +59,9 @@ int run_caption(const CaptionArgs& a) {
   request.text = a.text;
   const florence::EngineResult result = engine->run({request}).at(0);
   if (result.error) throw *result.error;
+  if (a.bf16 && !engine->bf16_encoders())  // the result is still right: say what ran
+    std::cerr << "note: --bf16: this CPU has no bf16 arithmetic (AVX512_BF16 or AMX), so the "
+                 "encoders ran in fp32; the decoder used bf16 weights\n";
   if (a.raw) {
     std::cout << nlohmann::json(result.generated_ids).dump() << '\n'
               << florence::to_python_json(result.text) << '\n';

@@ -55,6 +55,8 @@ class FlorenceEngine final : public Engine {
  public:
   explicit FlorenceEngine(EngineOptions options) : options_(std::move(options)) {}
 
+  bool bf16_encoders() const override { return model_ && model_->bf16_encoders(); }
+
   std::vector<EngineResult> run(const std::vector<EngineRequest>& requests) override {
     std::vector<EngineResult> results(requests.size());
     std::vector<std::optional<CheckedRequest>> checked(requests.size());

@@ -73,6 +73,9 @@ class Engine {
   // loaded (so a bad request fails fast), then loads the model once (EngineError of kind model
   // is thrown when it cannot be). Not thread-safe: one caller at a time.
   virtual std::vector<EngineResult> run(const std::vector<EngineRequest>& requests) = 0;
+  // Whether the loaded model runs its encoders as bf16 GEMMs (EngineOptions::bf16_encoders on a
+  // CPU with bf16 arithmetic); false before the first run() loaded it.
+  virtual bool bf16_encoders() const = 0;
 };
 
 }  // namespace celeriac::florence

@@ -94,6 +94,10 @@ def test_bf16_everywhere_gives_a_result_of_the_task():
     assert json.loads(ids)[0] == run["token_ids"][0] and len(json.loads(ids)) > 1
     assert isinstance(json.loads(decoded), str)
     assert list(json.loads(result)) == [task]
+    # Where the CPU has no bf16 GEMMs the encoders ran in fp32, and stderr says so.
+    with open("/proc/cpuinfo") as f:
+        has_bf16 = any(flag in f.read().split() for flag in ("avx512_bf16", "amx_bf16"))
+    assert ("note: --bf16" in out.stderr) == (not has_bf16), out.stderr
 
 
 def test_folder_without_tokenizer_takes_one():
