@@ -95,6 +95,7 @@ void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Te
 // worth of bytes: an activation buffer of nn's, so it is reused and given back like the others.
 void round_to_bf16(const Tensor& x, const Tensor& out) {
   const int64_t m = x.rows(), k = x.dim(-1);
+  detail::apply_num_threads();
   dnnl::memory::desc src_md({m, k}, dt::f32, tag::ab), dst_md({m, k}, dt::bf16, tag::ab);
   detail::Primitive& prim = detail::cached_primitive(
       "reorder:bf16:" + std::to_string(m) + ":" + std::to_string(k), [&] {
@@ -163,8 +164,9 @@ __attribute__((target("avx2,fma"))) void dot_rows(const float* x, int64_t k, con
       for (int v = 0; v < W; ++v) {
         // The next pass's rows, into L2 (T1): the hardware prefetcher alone leaves gaps between
         // W separate streams, and pulling them into L1 (T0) evicts the rows being read (4 rows
-        // of fc2 are 48 KB, L1 is 32 KB): on Zen 4, T0 ran at 13 GB/s per thread, T1 at 27 GB/s,
-        // the machine's read rate (bench/florence/bf16_decode.cc).
+        // of fc2 are 48 KB, L1 is 32 KB): on Zen 4, T0 ran at 13 GB/s per thread, T1 at 24-27
+        // GB/s against a 28-30 GB/s read, and one decode step's products went 16.8 -> 9.0 ms on
+        // 2 threads (bench/florence/bf16_decode.cc).
         _mm_prefetch(reinterpret_cast<const char*>(wj + (v + W) * k + i), _MM_HINT_T1);
         const __m256 wv = load8(wj + v * k + i);
 #pragma GCC unroll 4
