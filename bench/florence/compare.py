@@ -259,7 +259,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "probe": probe, "pytorch": py, "celeriac": cc, "bf16": bf16, "celeriac_bf16": cb, "celeriac_bf16_all": ca,
+            "probe": probe, "pytorch": py, "celeriac": cc, "bf16": bf16, "celeriac_bf16": cb,
+            "celeriac_bf16_all": ca,
             "table": table,
             "vision_gflop": gflop, "decode_weight_bytes": w_bytes, "decode_cross_kv_bytes": kv_bytes,
             "decode_bound_s": bound_s, "vision_share_of_peak": share,

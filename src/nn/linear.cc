@@ -261,9 +261,10 @@ void small_m_linear(const Tensor& x, const T* wp, int64_t n, const Tensor* bias,
   if (failed) throw ShapeError("linear: dnnl_sgemm failed for a decode-size product");
 }
 
-// Shapes of a decode-size product with weights [n, k] (`kind`: "fp32" or "bf16").
-void check_small_m(const Tensor& x, int64_t n, int64_t k, const Tensor* bias, const Tensor& y,
-                   const char* kind) {
+// Shapes of x, bias and y for weights [n, k] (`kind`: "fp32" or "bf16"); for the products that
+// do not go through run_matmul's own checks first (decode sizes, bf16 weights).
+void check_shapes(const Tensor& x, int64_t n, int64_t k, const Tensor* bias, const Tensor& y,
+                  const char* kind) {
   const auto weight = [&] {
     return std::string(kind) + " [" + std::to_string(n) + ", " + std::to_string(k) + "]";
   };
@@ -283,7 +284,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
     throw ShapeError("linear: x " + x.shape().to_string() + " with weight " +
                      w.shape().to_string() + " ([out, in])");
   if (x.rows() <= kSmallM) {
-    check_small_m(x, w.dim(0), w.dim(1), bias, y, "fp32");
+    check_shapes(x, w.dim(0), w.dim(1), bias, y, "fp32");
     small_m_linear(x, w.data(), w.dim(0), bias, y, options);
     return;
   }
@@ -349,7 +350,7 @@ bool bf16_gemm_supported() {
 
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
-  check_small_m(x, w.rows(), w.cols(), bias, y, "bf16");
+  check_shapes(x, w.rows(), w.cols(), bias, y, "bf16");
   if (x.rows() <= kSmallM) {
     small_m_linear(x, w.data(), w.rows(), bias, y, options);
     return;
