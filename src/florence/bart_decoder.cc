@@ -87,22 +87,22 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
     const int li = static_cast<int>(l);
     // Self-attention: this position's keys/values go straight into the cache block.
     const BartAttentionWeights& sa = layer.self_attn;
-    nn::linear(x_, sa.q_w, sa.q16, &sa.q_b, q_);
-    nn::linear(x_, sa.k_w, sa.k16, &sa.k_b, cache_.keys(li, t));
-    nn::linear(x_, sa.v_w, sa.v16, &sa.v_b, cache_.values(li, t));
+    nn::linear(x_, sa.q_w, sa.q16, sa.q_p, &sa.q_b, q_);
+    nn::linear(x_, sa.k_w, sa.k16, sa.k_p, &sa.k_b, cache_.keys(li, t));
+    nn::linear(x_, sa.v_w, sa.v16, sa.v_p, &sa.v_b, cache_.values(li, t));
     cache_.attend(li, q_, heads_, scale_, attended_);
     bart_attention_output(x_, attended_, sa, layer.self_attn_norm);
 
     // Cross-attention: input b's beams are the `beams_` query rows of its keys.
     const BartAttentionWeights& ca = layer.cross_attn;
-    nn::linear(x_, ca.q_w, ca.q16, &ca.q_b, q_);
+    nn::linear(x_, ca.q_w, ca.q16, ca.q_p, &ca.q_b, q_);
     cross_[l].attend(q_, beams_, scale_, attended_);
     bart_attention_output(x_, attended_, ca, layer.cross_attn_norm);
 
     bart_ffn_block(x_, layer.ffn, hidden_);
   }
-  nn::linear(x_, dec.lm_head_, dec.lm_head16_, dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr,
-             logits_);
+  nn::linear(x_, dec.lm_head_, dec.lm_head16_, dec.lm_head_packed_,
+             dec.has_logits_bias_ ? &dec.logits_bias_ : nullptr, logits_);
   return logits_.data();
 }
 
@@ -122,16 +122,16 @@ std::vector<BartDecoder::StreamedWeight> BartDecoder::streamed_weights() {
     BartAttentionWeights& sa = layer.self_attn;
     BartAttentionWeights& ca = layer.cross_attn;
     BartFfnWeights& ffn = layer.ffn;
-    out.insert(out.end(), {{&sa.q_w, &sa.q16},
-                           {&sa.k_w, &sa.k16},
-                           {&sa.v_w, &sa.v16},
-                           {&sa.out_w, &sa.out16},
-                           {&ca.q_w, &ca.q16},
-                           {&ca.out_w, &ca.out16},
-                           {&ffn.fc1_w, &ffn.fc1_16},
-                           {&ffn.fc2_w, &ffn.fc2_16}});
+    out.insert(out.end(), {{&sa.q_w, &sa.q16, &sa.q_p},
+                           {&sa.k_w, &sa.k16, &sa.k_p},
+                           {&sa.v_w, &sa.v16, &sa.v_p},
+                           {&sa.out_w, &sa.out16, &sa.out_p},
+                           {&ca.q_w, &ca.q16, &ca.q_p},
+                           {&ca.out_w, &ca.out16, &ca.out_p},
+                           {&ffn.fc1_w, &ffn.fc1_16, &ffn.fc1_p},
+                           {&ffn.fc2_w, &ffn.fc2_16, &ffn.fc2_p}});
   }
-  out.push_back({&lm_head_, &lm_head16_});
+  out.push_back({&lm_head_, &lm_head16_, &lm_head_packed_});
   return out;
 }
 
@@ -143,21 +143,36 @@ void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
 }
 
 void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
+  if (bf16_weights() || packed_weights()) return;  // the steps read the bf16 or packed copies
   auto span_of = [](const nn::Tensor& w) {
     return std::span<const float>(w.data(), static_cast<size_t>(w.numel()));
   };
   // Upcasts of fp16/bf16 files are owned buffers on huge pages already: they stay.
-  std::vector<nn::Tensor*> hot;
+  std::vector<StreamedWeight> hot;
   for (const StreamedWeight& w : streamed_weights())
-    if (checkpoint.in_mapped_file(span_of(*w.fp32))) hot.push_back(w.fp32);
+    if (checkpoint.in_mapped_file(span_of(*w.fp32))) hot.push_back(w);
   std::vector<nn::Tensor> originals;
-  for (const nn::Tensor* w : hot) originals.push_back(*w);
+  for (const StreamedWeight& w : hot) originals.push_back(*w.fp32);
+  // The copies are read from the file (pread), never through the mapping, and the mapped pages
+  // are released: the tied table's lookups fault back the few rows a request reads.
+  if (nn::PackedWeights::supported()) {
+    const std::vector<nn::PackedWeights> packed = nn::PackedWeights::from_all(
+        originals, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+          const int64_t k = originals[i].dim(1);
+          checkpoint.copy_from_file(span_of(originals[i]).subspan(r0 * k, (r1 - r0) * k), out);
+        });
+    for (size_t i = 0; i < hot.size(); ++i) {
+      *hot[i].packed = packed[i];
+      checkpoint.release_pages(span_of(originals[i]));
+    }
+    return;
+  }
   const std::vector<nn::Tensor> copies =
       nn::copy_to_huge_pages(originals, [&](const nn::Tensor& w, float* out) {
         checkpoint.copy_from_file(span_of(w), out);
-        checkpoint.release_pages(span_of(w));  // the tied table's lookups fault back a few rows
+        checkpoint.release_pages(span_of(w));
       });
-  for (size_t i = 0; i < hot.size(); ++i) *hot[i] = copies[i];
+  for (size_t i = 0; i < hot.size(); ++i) *hot[i].fp32 = copies[i];
 }
 
 BartDecoder::BartDecoder(const Checkpoint& ckpt, int vocab) : config_(ckpt.config().text) {

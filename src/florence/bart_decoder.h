@@ -52,7 +52,11 @@ class BartDecoder {
   // from the file for those that are views of it, whose mapped pages then leave the resident set
   // as above: the resident size stays the same, the file's page cache is no longer what the
   // steps read. Call before start() (Model does, once, at its first start()).
+  // On AVX-512 CPUs the copies are nn::PackedWeights instead (decode products within 1.02-1.10x
+  // of a plain read of the weights, against 1.12-1.40x for row-major ones). Either way only views
+  // of the file are copied (fp32 checkpoints): upcasts of fp16/bf16 files stay as they are.
   void use_huge_page_weights(const Checkpoint& checkpoint);
+  bool packed_weights() const { return !lm_head_packed_.empty(); }
 
   int vocab_size() const { return static_cast<int>(lm_head_.dim(0)); }
   int d_model() const { return config_.d_model; }
@@ -74,6 +78,7 @@ class BartDecoder {
   struct StreamedWeight {
     nn::Tensor* fp32;
     nn::Bf16Weights* bf16;
+    nn::PackedWeights* packed;
   };
   std::vector<StreamedWeight> streamed_weights();
 
@@ -82,6 +87,7 @@ class BartDecoder {
   std::vector<BartDecoderLayerWeights> layers_;
   nn::Tensor lm_head_;            // [V, d]: the first V rows of the shared table
   nn::Bf16Weights lm_head16_;     // its bf16 copy after use_bf16_weights()
+  nn::PackedWeights lm_head_packed_;  // or its packed copy (use_huge_page_weights, AVX-512)
   nn::Tensor logits_bias_;        // [V]: final_logits_bias (zeros when the file has none)
   bool has_logits_bias_ = false;  // false when all zeros: the add is skipped
 };

@@ -90,14 +90,14 @@ void use_bf16(const Checkpoint& ckpt, BartFfnWeights& w) {
 }
 
 void bart_ffn_block(const nn::Tensor& x, const BartFfnWeights& w, const nn::Tensor& hidden) {
-  nn::linear(x, w.fc1_w, w.fc1_16, &w.fc1_b, hidden, {.activation = nn::Activation::kGelu});
-  nn::linear(hidden, w.fc2_w, w.fc2_16, &w.fc2_b, x, {.accumulate = true});
+  nn::linear(x, w.fc1_w, w.fc1_16, w.fc1_p, &w.fc1_b, hidden, {.activation = nn::Activation::kGelu});
+  nn::linear(hidden, w.fc2_w, w.fc2_16, w.fc2_p, &w.fc2_b, x, {.accumulate = true});
   nn::layer_norm(x, w.norm.weight, w.norm.bias, kBartLayerNormEps, x);
 }
 
 void bart_attention_output(const nn::Tensor& x, const nn::Tensor& attended,
                            const BartAttentionWeights& w, const BartNormWeights& norm) {
-  nn::linear(attended, w.out_w, w.out16, &w.out_b, x, {.accumulate = true});
+  nn::linear(attended, w.out_w, w.out16, w.out_p, &w.out_b, x, {.accumulate = true});
   nn::layer_norm(x, norm.weight, norm.bias, kBartLayerNormEps, x);
 }
 

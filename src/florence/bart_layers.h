@@ -32,6 +32,8 @@ struct BartAttentionWeights {
   // bf16 copies, filled only when an option asks for them (ModelOptions::bf16_decoder for the
   // decoder's per-step products, bf16_encoders for the encoder); empty ones mean fp32.
   nn::Bf16Weights q16, k16, v16, out16;
+  // Packed copies for decode steps (BartDecoder::use_huge_page_weights on AVX-512 CPUs).
+  nn::PackedWeights q_p, k_p, v_p, out_p;
 };
 
 struct BartFfnWeights {
@@ -39,6 +41,7 @@ struct BartFfnWeights {
   nn::Tensor fc2_w, fc2_b;  // [d, F], [d]
   BartNormWeights norm;     // final_layer_norm, after the residual
   nn::Bf16Weights fc1_16, fc2_16;  // as above
+  nn::PackedWeights fc1_p, fc2_p;  // as above
 };
 
 // Token and position tables of one side (encoder or decoder).

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <atomic>
 #include <cstring>
+#include <functional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -333,6 +335,131 @@ Bf16Weights Bf16Weights::rows_view(int64_t begin, int64_t end) const {
   return out;
 }
 
+namespace {
+
+// GCC 12 warns inside its own AVX-512 headers (their _mm512_undefined_* placeholders, a known
+// false positive): off for the packed kernel only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// out[r][c] = x[r] · w[64b + c] for R rows of x and one block b of packed weights ([K][64]):
+// R × 4 accumulators, x[r][i] broadcast, the block's K × 256 bytes read once in order.
+template <int R>
+__attribute__((target("avx512f"))) void packed_block(const float* x, int64_t k,
+                                                     const float* block, float* out) {
+  __m512 acc[R][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const float* wi = block + i * PackedWeights::kBlock;
+    const __m512 w0 = _mm512_loadu_ps(wi), w1 = _mm512_loadu_ps(wi + 16),
+                 w2 = _mm512_loadu_ps(wi + 32), w3 = _mm512_loadu_ps(wi + 48);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * k + i]);
+      acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) _mm512_storeu_ps(out + r * PackedWeights::kBlock + 16 * u, acc[r][u]);
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+bool PackedWeights::supported() {
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+}
+
+std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weights,
+                                                   const RowReader& read) {
+  if (!supported()) throw ShapeError("PackedWeights: this CPU has no AVX-512");
+  std::vector<int64_t> offsets;  // in floats; every part starts on a 64-byte line
+  int64_t total = 0;
+  for (const Tensor& w : weights) {
+    if (w.rank() != 2 || w.numel() == 0)
+      throw ShapeError("PackedWeights: weight " + w.shape().to_string());
+    offsets.push_back(total);
+    total += (w.dim(0) + kBlock - 1) / kBlock * kBlock * w.dim(1);
+  }
+  const Tensor all = Tensor::empty_on_huge_pages({std::max<int64_t>(total, 1)});  // zeros: padding
+  std::vector<PackedWeights> out;
+  std::vector<float> rows;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const Tensor& w = weights[i];
+    const int64_t n = w.dim(0), k = w.dim(1), blocks = (n + kBlock - 1) / kBlock;
+    PackedWeights p;
+    p.packed_ = all.slice0(offsets[i], offsets[i] + blocks * k * kBlock).reshape({blocks * k, kBlock});
+    p.rows_ = n;
+    p.cols_ = k;
+    rows.resize(kBlock * k);
+    for (int64_t b = 0; b < blocks; ++b) {  // one block of 64 rows at a time, in file order
+      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+      if (read)
+        read(i, r0, r1, rows.data());
+      else
+        std::memcpy(rows.data(), w.data() + r0 * k, (r1 - r0) * k * sizeof(float));
+      float* dst = p.packed_.mutable_data() + b * k * kBlock;
+      for (int64_t r = 0; r < r1 - r0; ++r)
+        for (int64_t c = 0; c < k; ++c) dst[c * kBlock + r] = rows[r * k + c];
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+PackedWeights PackedWeights::from(const Tensor& w) { return from_all({&w, 1}).front(); }
+
+void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
+            const LinearOptions& options) {
+  check_shapes(x, w.rows(), w.cols(), bias, y, "packed");
+  const int64_t k = w.cols(), n = w.rows(), m = x.rows(), nb = PackedWeights::kBlock;
+  const int64_t blocks = (n + nb - 1) / nb;
+  const float* xp = x.data();
+  const float* bp = bias ? bias->data() : nullptr;
+  float* yp = y.mutable_data();
+  detail::apply_num_threads();
+  // Whole blocks per thread (192 KB of a 768-input weight each), one stream through memory.
+  parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> out;
+    out.resize(4 * nb);
+    for (int64_t b = begin; b < end; ++b) {
+      const float* block = w.data() + b * k * nb;
+      const int64_t j0 = b * nb, cols = std::min(nb, n - j0);
+      // More than 4 rows: the block (K × 256 bytes) is read again from L2 for each group.
+      for (int64_t r0 = 0; r0 < m; r0 += 4) {
+        const int64_t rows = std::min<int64_t>(4, m - r0);
+        const float* xr = xp + r0 * k;
+        switch (rows) {
+          case 1: packed_block<1>(xr, k, block, out.data()); break;
+          case 2: packed_block<2>(xr, k, block, out.data()); break;
+          case 3: packed_block<3>(xr, k, block, out.data()); break;
+          default: packed_block<4>(xr, k, block, out.data()); break;
+        }
+        for (int64_t r = 0; r < rows; ++r) {  // the epilogue while the block is in cache
+          float* row = out.data() + r * nb;
+          if (bp) vmath::add(row, bp + j0, row, cols);
+          if (options.activation == Activation::kGelu) vmath::gelu(row, cols);
+          float* dst = yp + (r0 + r) * n + j0;
+          if (options.accumulate)
+            vmath::add(dst, row, dst, cols);
+          else
+            std::memcpy(dst, row, cols * sizeof(float));
+        }
+      }
+    }
+  });
+}
+
 bool bf16_gemm_supported() {
   // oneDNN knows the ISA: it builds a bf16 matmul only where one runs (2.6 refuses on AVX2).
   static const bool ok = [] {
@@ -371,6 +498,14 @@ void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tens
     linear(x, w, bias, y, options);
   else
     linear(x, w16, bias, y, options);
+}
+
+void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const PackedWeights& wp,
+            const Tensor* bias, const Tensor& y, const LinearOptions& options) {
+  if (w16.empty() && !wp.empty())
+    linear(x, wp, bias, y, options);
+  else
+    linear(x, w, w16, bias, y, options);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const LinearOptions& options) {

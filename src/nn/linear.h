@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "nn/tensor.h"
@@ -60,10 +62,47 @@ bool bf16_gemm_supported();
 // (ShapeError otherwise).
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
-// The bf16 copy when there is one (w16 not empty), else the fp32 weights: how the model's layers
-// call their products, whichever weights an option gave them.
+
+// Weights [N, K] repacked for decode-size products on AVX-512 CPUs: blocks of 64 outputs, each
+// stored [K][64] (the last block padded with zeros), on huge pages. x · wᵀ then reads the weights
+// as one sequential stream, x broadcast, no horizontal sums: on Zen 4 within 1.02-1.10x of a plain
+// read of the same bytes, where the loop over row-major weights took 1.12-1.40x
+// (bench/florence/decode_kernels.cc). A copy; the decoder keeps one for lm_head, its largest.
+class PackedWeights {
+ public:
+  static constexpr int64_t kBlock = 64;
+  PackedWeights() = default;
+  static bool supported();  // whether this CPU runs the packed product (AVX-512F)
+  static PackedWeights from(const Tensor& w);  // w [N, K]; ShapeError unless supported()
+  // Several weights packed in order into one mapping (one huge page each would round every one
+  // up to 2 MiB of resident memory). read(i, r0, r1, out) gives rows [r0, r1) of weights[i]
+  // (row-major, r1 - r0 <= 64): a mapped file's caller can pread them rather than fault the
+  // pages in. By default they are copied from the tensors.
+  using RowReader = std::function<void(size_t i, int64_t row0, int64_t row1, float* out)>;
+  static std::vector<PackedWeights> from_all(std::span<const Tensor> weights,
+                                             const RowReader& read = {});
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  bool empty() const { return rows_ == 0; }
+  const float* data() const { return packed_.data(); }
+
+ private:
+  Tensor packed_;  // [blocks · K, 64]
+  int64_t rows_ = 0, cols_ = 0;
+};
+
+// As linear() above with packed weights, for any number of rows of x (groups of 4 rows per
+// block; past a few rows it is compute-bound, so meant for decode steps).
+void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
+            const LinearOptions& options = {});
+
+// The bf16 copy when there is one (w16 not empty), else the packed copy (wp not empty), else the
+// fp32 weights: how the model's layers call their products, whichever copies an option or the
+// CPU gave them.
 void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tensor* bias,
             const Tensor& y, const LinearOptions& options = {});
+void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const PackedWeights& wp,
+            const Tensor* bias, const Tensor& y, const LinearOptions& options = {});
 
 // y[r, j] = x[r] · w[j] for x [m, k] with m <= 16 rows and weights w [n, k], both contiguous,
 // on the calling thread (no bias, no threads of its own): the decode-size kernel of linear() for

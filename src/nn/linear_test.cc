@@ -130,6 +130,70 @@ TEST(Linear, Bf16WeightsRoundToNearestEvenAndMatchFp32OnRoundedValues) {
   }
 }
 
+// Packed weights (AVX-512 CPUs): the same products as row-major ones, for every row count (groups
+// of 4 per block), N not a multiple of the 64-output block, K not of 16, and the epilogues. On a
+// CPU without AVX-512 packing is refused, and the decoder keeps its row-major weights.
+TEST(Linear, PackedWeightsGiveTheRowMajorProducts) {
+  if (!PackedWeights::supported()) {
+    EXPECT_THROW(PackedWeights::from(random_tensor({4, 4}, 1)), ShapeError);
+    return;
+  }
+  struct Case {
+    int64_t m, k, n;
+  };
+  for (const Case c : {Case{1, 13, 1}, Case{3, 768, 65}, Case{2, 100, 64}, Case{4, 64, 1031},
+                       Case{5, 32, 200}, Case{16, 20, 63}, Case{19, 48, 130}}) {
+    Tensor x = random_tensor({c.m, c.k}, 7), w = random_tensor({c.n, c.k}, 8);
+    Tensor b = random_tensor({c.n}, 9);
+    const PackedWeights packed = PackedWeights::from(w);
+    EXPECT_EQ(packed.rows(), c.n);
+    EXPECT_EQ(packed.cols(), c.k);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor y = Tensor::empty({c.m, c.n});
+      linear(x, packed, &b, y);
+      EXPECT_LT(rel_error(y, reference_linear(x, w, &b, false)), 1e-5) << c.m << "x" << c.k << "x" << c.n;
+      linear(x, packed, nullptr, y, {.activation = Activation::kGelu});
+      EXPECT_LT(rel_error(y, reference_linear(x, w, nullptr, true)), 1e-5) << c.m << " gelu";
+      // accumulate: y (the GELU product) + x·wᵀ + b
+      std::vector<double> want = reference_linear(x, w, nullptr, true);
+      const std::vector<double> plain = reference_linear(x, w, &b, false);
+      for (size_t i = 0; i < want.size(); ++i) want[i] += plain[i];
+      linear(x, packed, &b, y, {.accumulate = true});
+      EXPECT_LT(rel_error(y, want), 1e-5) << c.m << " accumulate";
+    }
+  }
+  EXPECT_THROW(linear(random_tensor({3, 12}, 1), PackedWeights::from(random_tensor({8, 13}, 2)),
+                      nullptr, Tensor::empty({3, 8})),
+               ShapeError);
+}
+
+// Several weights packed into one mapping, their rows given by a reader (as the decoder preads
+// them from the file): each gives its own products, and every row is asked for exactly once.
+TEST(Linear, PackedWeightsFromAReaderKeepEachWeightApart) {
+  if (!PackedWeights::supported()) {
+    EXPECT_THROW(PackedWeights::from_all({}), ShapeError);
+    return;
+  }
+  const std::vector<Tensor> ws = {random_tensor({70, 24}, 1), random_tensor({64, 24}, 2),
+                                  random_tensor({5, 40}, 3)};
+  std::vector<int64_t> rows_read(ws.size(), 0);
+  const std::vector<PackedWeights> packed = PackedWeights::from_all(
+      ws, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+        ASSERT_LE(r1 - r0, PackedWeights::kBlock);
+        rows_read[i] += r1 - r0;
+        std::copy_n(ws[i].data() + r0 * ws[i].dim(1), (r1 - r0) * ws[i].dim(1), out);
+      });
+  ASSERT_EQ(packed.size(), ws.size());
+  for (size_t i = 0; i < ws.size(); ++i) {
+    EXPECT_EQ(rows_read[i], ws[i].dim(0)) << i;
+    const Tensor x = random_tensor({3, ws[i].dim(1)}, 4);
+    Tensor y = Tensor::empty({3, ws[i].dim(0)});
+    linear(x, packed[i], nullptr, y);
+    EXPECT_LT(rel_error(y, reference_linear(x, ws[i], nullptr, false)), 1e-5) << i;
+  }
+}
+
 // Larger products with bf16 weights are bf16 GEMMs: x rounded to bf16 as well, fp32 accumulation,
 // so the result is the fp32 product of the two rounded operands. Where the CPU has no bf16
 // arithmetic they are refused with a clear error (the model then keeps its encoders fp32).
