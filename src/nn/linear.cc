@@ -393,7 +393,7 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
   }
   const Tensor all = Tensor::empty_on_huge_pages({std::max<int64_t>(total, 1)});  // zeros: padding
   std::vector<PackedWeights> out;
-  std::vector<float> rows;
+  detail::apply_num_threads();
   for (size_t i = 0; i < weights.size(); ++i) {
     const Tensor& w = weights[i];
     const int64_t n = w.dim(0), k = w.dim(1), blocks = (n + kBlock - 1) / kBlock;
@@ -401,17 +401,29 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
     p.packed_ = all.slice0(offsets[i], offsets[i] + blocks * k * kBlock).reshape({blocks * k, kBlock});
     p.rows_ = n;
     p.cols_ = k;
-    rows.resize(kBlock * k);
-    for (int64_t b = 0; b < blocks; ++b) {  // one block of 64 rows at a time, in file order
-      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-      if (read)
-        read(i, r0, r1, rows.data());
-      else
-        std::memcpy(rows.data(), w.data() + r0 * k, (r1 - r0) * k * sizeof(float));
-      float* dst = p.packed_.mutable_data() + b * k * kBlock;
-      for (int64_t r = 0; r < r1 - r0; ++r)
-        for (int64_t c = 0; c < k; ++c) dst[c * kBlock + r] = rows[r * k + c];
-    }
+    float* packed = p.packed_.mutable_data();
+    std::atomic<bool> failed{false};
+    parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> rows;
+      rows.resize(kBlock * k);
+      for (int64_t b = begin; b < end && !failed; ++b) {  // one block of 64 rows at a time
+        const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock), count = r1 - r0;
+        try {
+          if (read)
+            read(i, r0, r1, rows.data());
+          else
+            std::memcpy(rows.data(), w.data() + r0 * k, count * k * sizeof(float));
+        } catch (...) {
+          failed = true;  // no throwing out of an OpenMP region
+          return;
+        }
+        // A transpose of the block: its 64-float lines written in order, the rows read from L2.
+        float* dst = packed + b * k * kBlock;
+        for (int64_t c = 0; c < k; ++c)
+          for (int64_t r = 0; r < count; ++r) dst[c * kBlock + r] = rows[r * k + c];
+      }
+    });
+    if (failed) throw ShapeError("PackedWeights: reading the rows of weight " + std::to_string(i) + " failed");
     out.push_back(std::move(p));
   }
   return out;

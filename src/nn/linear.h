@@ -77,7 +77,8 @@ class PackedWeights {
   // Several weights packed in order into one mapping (one huge page each would round every one
   // up to 2 MiB of resident memory). read(i, r0, r1, out) gives rows [r0, r1) of weights[i]
   // (row-major, r1 - r0 <= 64): a mapped file's caller can pread them rather than fault the
-  // pages in. By default they are copied from the tensors.
+  // pages in; it may be called from several threads at once, and an exception it throws becomes
+  // a ShapeError. By default the rows are copied from the tensors.
   using RowReader = std::function<void(size_t i, int64_t row0, int64_t row1, float* out)>;
   static std::vector<PackedWeights> from_all(std::span<const Tensor> weights,
                                              const RowReader& read = {});
