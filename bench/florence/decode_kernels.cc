@@ -11,6 +11,8 @@
 //   column_block the weights repacked into blocks of 64 outputs ([N/64][K][64], AVX-512): a
 //                sequential stream, x broadcast, no horizontal sums, 2.4x fewer instructions per
 //                weight line than nn_linear
+//   nn_linear_packed  nn::linear on nn::PackedWeights (the same layout): the decoder's path on
+//                AVX-512 CPUs, with its threads and epilogue
 // The four take turns every round (this machine's read rate moves between ~33 and ~60 GB/s
 // within seconds), and each round's time is divided by that round's plain time: the median of
 // those ratios is printed, per machine state (rounds whose plain read ran above / below 45 GB/s).
@@ -168,11 +170,13 @@ int main(int argc, char** argv) {
   originals.clear();
   const std::vector<nn::Tensor> packed = nn::copy_to_huge_pages(packed_src, nullptr);
   packed_src.clear();
+  const std::vector<nn::PackedWeights> nn_packed = nn::PackedWeights::from_all(weights);
   double bytes = 0;
   for (const nn::Tensor& w : weights) bytes += 4.0 * w.numel();
 
   const long ldy = (vocab + kBlock - 1) / kBlock * kBlock;
-  std::vector<float> x(kRows * f), y(kRows * ldy), y_row(kRows * ldy), y_col(kRows * ldy);
+  std::vector<float> x(kRows * f), y(kRows * ldy), y_row(kRows * ldy), y_col(kRows * ldy),
+      y_nn(kRows * ldy);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * float(i % 77) - 0.03f;
   volatile float sink = 0;
 
@@ -217,13 +221,19 @@ int main(int argc, char** argv) {
       }
     }
   };
+  auto packed_linear = [&] {  // the decoder's path on AVX-512 CPUs
+    for (const nn::PackedWeights& w : nn_packed)
+      nn::linear(nn::Tensor::view(x.data(), {kRows, w.cols()}), w, nullptr,
+                 nn::Tensor::view(y_nn.data(), {kRows, w.rows()}));
+  };
   struct Variant {
     const char* name;
     std::function<void()> run;
     std::vector<double> times;
   };
   std::vector<Variant> variants = {
-      {"plain", plain}, {"nn_linear", linear}, {"row_stream", rows}, {"column_block", columns}};
+      {"plain", plain},         {"nn_linear", linear},           {"row_stream", rows},
+      {"column_block", columns}, {"nn_linear_packed", packed_linear}};
   for (int r = 0; r <= rounds; ++r)
     for (Variant& v : variants) {
       const double t0 = bench::now_s();
@@ -231,13 +241,14 @@ int main(int argc, char** argv) {
       if (r > 0) v.times.push_back(bench::now_s() - t0);  // round 0 warms up
     }
 
-  // The three kernels compute the same lm_head products (another summation order each).
+  // The kernels compute the same lm_head products (another summation order each).
   double diff = 0;
   for (long j = 0; j < vocab; ++j)
     for (int r = 0; r < kRows; ++r) {
       const double ref = y[r * vocab + j];
       diff = std::max({diff, std::abs(y_row[r * ldy + j] - ref) / (std::abs(ref) + 1e-3),
-                       std::abs(y_col[r * ldy + j] - ref) / (std::abs(ref) + 1e-3)});
+                       std::abs(y_col[r * ldy + j] - ref) / (std::abs(ref) + 1e-3),
+                       std::abs(y_nn[r * vocab + j] - ref) / (std::abs(ref) + 1e-3)});
     }
 
   std::printf("{\"weights_mb\": %.1f, \"threads\": %d, \"rounds\": %d, \"max_rel_diff\": %.1e",

@@ -87,6 +87,22 @@ FixedKv::FixedKv(const Tensor& k, const Tensor& v, int64_t heads,
   if (lengths_.empty()) lengths_.assign(batch_, seq_);
   for (int64_t& len : lengths_) len = std::clamp<int64_t>(len, 0, seq_);
   const int64_t s = seq_, hd = head_dim_, d = heads * hd;
+  if (PackedWeights::supported()) {
+    const int64_t tasks = batch_ * heads;
+    std::vector<PackedWeights::Size> shapes(tasks, {s, hd});  // keys: S outputs of hd inputs
+    shapes.resize(2 * tasks, {hd, s});                         // values: hd outputs of S inputs
+    packed_ = PackedWeights::from_rows(shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+      const int64_t t = static_cast<int64_t>(i) % tasks, b = t / heads, h = t % heads;
+      if (static_cast<int64_t>(i) < tasks) {  // rows = keys r0..r1 of head h
+        for (int64_t j = r0; j < r1; ++j)
+          std::copy_n(k.data() + (b * s + j) * d + h * hd, hd, out + (j - r0) * hd);
+      } else {  // rows = channels r0..r1 of head h, each over all S keys
+        for (int64_t c = r0; c < r1; ++c)
+          for (int64_t j = 0; j < s; ++j) out[(c - r0) * s + j] = v.data()[(b * s + j) * d + h * hd + c];
+      }
+    });
+    return;
+  }
   // Both in one mapping on huge pages: read every step, TLB misses of 4 KiB pages cost ~20%.
   const Tensor both = Tensor::empty_on_huge_pages({2, batch_, heads, s, hd});
   keys_ = both.slice0(0, 1).reshape({batch_, heads, s, hd});
@@ -124,7 +140,10 @@ void FixedKv::attend(const Tensor& q, int64_t rows, float scale, const Tensor& o
         const int64_t b = t / heads_, h = t % heads_, valid = lengths_[b];
         for (int64_t i = 0; i < rows; ++i)  // this head's slice of the rows, contiguous
           std::copy_n(q.data() + (b * rows + i) * d + h * hd, hd, qh.data() + i * hd);
-        small_m_product(qh.data(), rows, hd, keys_.data() + t * s * hd, s, scores.data(), s);
+        if (packed_.empty())
+          small_m_product(qh.data(), rows, hd, keys_.data() + t * s * hd, s, scores.data(), s);
+        else
+          packed_product(qh.data(), rows, packed_[t], scores.data(), s);
         for (int64_t i = 0; i < rows; ++i) {
           float* row = scores.data() + i * s;
           vmath::scale(row, valid, scale);  // (q·k)·scale, transformers' order
@@ -132,8 +151,11 @@ void FixedKv::attend(const Tensor& q, int64_t rows, float scale, const Tensor& o
         }
         softmax_rows(Tensor::view(scores.data(), {rows, s}));
         // Masked keys have weight exactly 0, so summing over all S adds only zeros.
-        small_m_product(scores.data(), rows, s, values_t_.data() + t * hd * s, hd,
-                        out.mutable_data() + b * rows * d + h * hd, d);
+        float* o = out.mutable_data() + b * rows * d + h * hd;
+        if (packed_.empty())
+          small_m_product(scores.data(), rows, s, values_t_.data() + t * hd * s, hd, o, d);
+        else
+          packed_product(scores.data(), rows, packed_[batch_ * heads_ + t], o, d);
       }
     } catch (const std::exception&) {
       failed = true;  // no throwing out of an OpenMP region

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nn/linear.h"
 #include "nn/softmax.h"
 #include "nn/test_util.h"
 #include "nn/threading.h"
@@ -124,16 +125,22 @@ TEST(FixedKv, BeamsOfEachInputOverTheirOwnPaddedKeys) {
   Tensor q = random_tensor({inputs, beams, hd}, 4), k = random_tensor({inputs, s_enc, hd}, 5),
          v = random_tensor({inputs, s_enc, hd}, 6);
   const std::vector<int64_t> lens = {37, 9};
-  const FixedKv kv(k, v, heads, lens);
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    Tensor out = Tensor::empty({inputs * beams, hd});
-    std::fill_n(out.mutable_data(), out.numel(), 7.0f);  // every element must be written
-    kv.attend(q.reshape({inputs * beams, hd}), beams, 0.25f, out);
-    EXPECT_LT(testing::rel_error(out.reshape({inputs, beams, hd}),
-                                 reference_attention(q, k, v, heads, 0.25, false, 0, lens, false)),
-              1e-5);
+  // Packed keys/values where the CPU has AVX-512, and the row-major layout (forced there too).
+  for (bool row_major : {false, true}) {
+    detail::force_row_major_decode(row_major);
+    const FixedKv kv(k, v, heads, lens);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Tensor out = Tensor::empty({inputs * beams, hd});
+      std::fill_n(out.mutable_data(), out.numel(), 7.0f);  // every element must be written
+      kv.attend(q.reshape({inputs * beams, hd}), beams, 0.25f, out);
+      EXPECT_LT(testing::rel_error(out.reshape({inputs, beams, hd}),
+                                   reference_attention(q, k, v, heads, 0.25, false, 0, lens, false)),
+                1e-5)
+          << "row-major forced: " << row_major << ", threads " << threads;
+    }
   }
+  detail::force_row_major_decode(false);
 }
 
 TEST(FixedKv, RefusesMismatchedShapes) {

@@ -375,28 +375,50 @@ __attribute__((target("avx512f"))) void packed_block(const float* x, int64_t k,
 
 }  // namespace
 
+namespace {
+std::atomic<bool> row_major_forced{false};  // detail::force_row_major_decode (tests)
+}  // namespace
+
+void detail::force_row_major_decode(bool on) { row_major_forced.store(on); }
+
 bool PackedWeights::supported() {
   static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok;
+  return ok && !row_major_forced.load(std::memory_order_relaxed);
 }
 
 std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weights,
                                                    const RowReader& read) {
+  std::vector<Size> shapes;
+  for (const Tensor& w : weights) {
+    if (w.rank() != 2) throw ShapeError("PackedWeights: weight " + w.shape().to_string());
+    shapes.push_back({w.dim(0), w.dim(1)});
+  }
+  if (read) return from_rows(shapes, read);
+  return from_rows(shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+    const int64_t k = weights[i].dim(1);
+    std::memcpy(out, weights[i].data() + r0 * k, (r1 - r0) * k * sizeof(float));
+  });
+}
+
+std::vector<PackedWeights> PackedWeights::from_rows(std::span<const Size> shapes,
+                                                    const RowReader& read) {
   if (!supported()) throw ShapeError("PackedWeights: this CPU has no AVX-512");
+  if (shapes.empty()) return {};
   std::vector<int64_t> offsets;  // in floats; every part starts on a 64-byte line
   int64_t total = 0;
-  for (const Tensor& w : weights) {
-    if (w.rank() != 2 || w.numel() == 0)
-      throw ShapeError("PackedWeights: weight " + w.shape().to_string());
+  for (const Size& shape : shapes) {
+    if (shape.rows < 1 || shape.cols < 1)
+      throw ShapeError("PackedWeights: weight [" + std::to_string(shape.rows) + ", " +
+                       std::to_string(shape.cols) + "]");
     offsets.push_back(total);
-    total += (w.dim(0) + kBlock - 1) / kBlock * kBlock * w.dim(1);
+    total += (shape.rows + kBlock - 1) / kBlock * kBlock * shape.cols;
   }
+  // One mapping for all: a huge page each would round every one up to 2 MiB of resident memory.
   const Tensor all = Tensor::empty_on_huge_pages({std::max<int64_t>(total, 1)});  // zeros: padding
   std::vector<PackedWeights> out;
   detail::apply_num_threads();
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const Tensor& w = weights[i];
-    const int64_t n = w.dim(0), k = w.dim(1), blocks = (n + kBlock - 1) / kBlock;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const int64_t n = shapes[i].rows, k = shapes[i].cols, blocks = (n + kBlock - 1) / kBlock;
     PackedWeights p;
     p.packed_ = all.slice0(offsets[i], offsets[i] + blocks * k * kBlock).reshape({blocks * k, kBlock});
     p.rows_ = n;
@@ -409,10 +431,7 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
       for (int64_t b = begin; b < end && !failed; ++b) {  // one block of 64 rows at a time
         const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock), count = r1 - r0;
         try {
-          if (read)
-            read(i, r0, r1, rows.data());
-          else
-            std::memcpy(rows.data(), w.data() + r0 * k, count * k * sizeof(float));
+          read(i, r0, r1, rows.data());
         } catch (...) {
           failed = true;  // no throwing out of an OpenMP region
           return;
@@ -423,7 +442,8 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
           for (int64_t r = 0; r < count; ++r) dst[c * kBlock + r] = rows[r * k + c];
       }
     });
-    if (failed) throw ShapeError("PackedWeights: reading the rows of weight " + std::to_string(i) + " failed");
+    if (failed)
+      throw ShapeError("PackedWeights: reading the rows of weight " + std::to_string(i) + " failed");
     out.push_back(std::move(p));
   }
   return out;
@@ -431,45 +451,66 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
 
 PackedWeights PackedWeights::from(const Tensor& w) { return from_all({&w, 1}).front(); }
 
+namespace {
+
+// The products of blocks [b0, b1) of w with all m rows of x, in groups of up to 4 rows (for more,
+// each block, K × 256 bytes, is read again from L2); store(r, j0, cols, sums) takes row r's sums
+// for outputs [j0, j0 + cols) while they are in cache.
+template <typename Store>
+void packed_blocks(const float* x, int64_t m, const PackedWeights& w, int64_t b0, int64_t b1,
+                   const Store& store) {
+  const int64_t k = w.cols(), n = w.rows(), nb = PackedWeights::kBlock;
+  thread_local std::vector<float> out;
+  out.resize(4 * nb);
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* block = w.data() + b * k * nb;
+    const int64_t j0 = b * nb, cols = std::min(nb, n - j0);
+    for (int64_t r0 = 0; r0 < m; r0 += 4) {
+      const int64_t rows = std::min<int64_t>(4, m - r0);
+      const float* xr = x + r0 * k;
+      switch (rows) {
+        case 1: packed_block<1>(xr, k, block, out.data()); break;
+        case 2: packed_block<2>(xr, k, block, out.data()); break;
+        case 3: packed_block<3>(xr, k, block, out.data()); break;
+        default: packed_block<4>(xr, k, block, out.data()); break;
+      }
+      for (int64_t r = 0; r < rows; ++r) store(r0 + r, j0, cols, out.data() + r * nb);
+    }
+  }
+}
+
+}  // namespace
+
 void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
   check_shapes(x, w.rows(), w.cols(), bias, y, "packed");
-  const int64_t k = w.cols(), n = w.rows(), m = x.rows(), nb = PackedWeights::kBlock;
-  const int64_t blocks = (n + nb - 1) / nb;
-  const float* xp = x.data();
+  const int64_t n = w.rows(), nb = PackedWeights::kBlock;
   const float* bp = bias ? bias->data() : nullptr;
   float* yp = y.mutable_data();
   detail::apply_num_threads();
   // Whole blocks per thread (192 KB of a 768-input weight each), one stream through memory.
-  parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> out;
-    out.resize(4 * nb);
-    for (int64_t b = begin; b < end; ++b) {
-      const float* block = w.data() + b * k * nb;
-      const int64_t j0 = b * nb, cols = std::min(nb, n - j0);
-      // More than 4 rows: the block (K × 256 bytes) is read again from L2 for each group.
-      for (int64_t r0 = 0; r0 < m; r0 += 4) {
-        const int64_t rows = std::min<int64_t>(4, m - r0);
-        const float* xr = xp + r0 * k;
-        switch (rows) {
-          case 1: packed_block<1>(xr, k, block, out.data()); break;
-          case 2: packed_block<2>(xr, k, block, out.data()); break;
-          case 3: packed_block<3>(xr, k, block, out.data()); break;
-          default: packed_block<4>(xr, k, block, out.data()); break;
-        }
-        for (int64_t r = 0; r < rows; ++r) {  // the epilogue while the block is in cache
-          float* row = out.data() + r * nb;
-          if (bp) vmath::add(row, bp + j0, row, cols);
-          if (options.activation == Activation::kGelu) vmath::gelu(row, cols);
-          float* dst = yp + (r0 + r) * n + j0;
-          if (options.accumulate)
-            vmath::add(dst, row, dst, cols);
-          else
-            std::memcpy(dst, row, cols * sizeof(float));
-        }
-      }
-    }
+  parallel_for((n + nb - 1) / nb, 1, [&](int64_t begin, int64_t end) {
+    packed_blocks(x.data(), x.rows(), w, begin, end,
+                  [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
+                    if (bp) vmath::add(sums, bp + j0, sums, cols);
+                    if (options.activation == Activation::kGelu) vmath::gelu(sums, cols);
+                    float* dst = yp + r * n + j0;
+                    if (options.accumulate)
+                      vmath::add(dst, sums, dst, cols);
+                    else
+                      std::memcpy(dst, sums, cols * sizeof(float));
+                  });
   });
+}
+
+void packed_product(const float* x, int64_t m, const PackedWeights& w, float* y, int64_t ldy) {
+  if (m < 1 || w.empty() || ldy < w.rows())
+    throw ShapeError("packed_product: " + std::to_string(m) + " rows of x, " +
+                     std::to_string(w.rows()) + " outputs, ldy " + std::to_string(ldy));
+  packed_blocks(x, m, w, 0, (w.rows() + PackedWeights::kBlock - 1) / PackedWeights::kBlock,
+                [&](int64_t r, int64_t j0, int64_t cols, const float* sums) {
+                  std::memcpy(y + r * ldy + j0, sums, cols * sizeof(float));
+                });
 }
 
 bool bf16_gemm_supported() {

@@ -82,6 +82,12 @@ class PackedWeights {
   using RowReader = std::function<void(size_t i, int64_t row0, int64_t row1, float* out)>;
   static std::vector<PackedWeights> from_all(std::span<const Tensor> weights,
                                              const RowReader& read = {});
+  // The same for matrices that exist only through `read` (nn::FixedKv gathers its heads'
+  // keys and values): shapes[i] = {N, K} of matrix i.
+  struct Size {
+    int64_t rows, cols;
+  };
+  static std::vector<PackedWeights> from_rows(std::span<const Size> shapes, const RowReader& read);
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   bool empty() const { return rows_ == 0; }
@@ -104,6 +110,16 @@ void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tens
             const Tensor& y, const LinearOptions& options = {});
 void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const PackedWeights& wp,
             const Tensor* bias, const Tensor& y, const LinearOptions& options = {});
+
+namespace detail {
+// Tests: makes PackedWeights::supported() false (process-wide), so that callers choosing by it
+// take their row-major path on an AVX-512 CPU too and both paths are checked there.
+void force_row_major_decode(bool on);
+}  // namespace detail
+
+// y[r, j] = x[r] · w[j] for x [m, w.cols()] (contiguous, any m) and packed weights, on the
+// calling thread (the packed form of small_m_product, for nn::FixedKv). y rows are ldy apart.
+void packed_product(const float* x, int64_t m, const PackedWeights& w, float* y, int64_t ldy);
 
 // y[r, j] = x[r] · w[j] for x [m, k] with m <= 16 rows and weights w [n, k], both contiguous,
 // on the calling thread (no bias, no threads of its own): the decode-size kernel of linear() for
