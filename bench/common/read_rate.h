@@ -63,4 +63,47 @@ inline double read_gbs(size_t bytes, int threads, double min_time_s, bool huge_p
   return double(n) * sizeof(float) / t / 1e9;
 }
 
+// A buffer of `bytes` on huge pages, filled once, read whole on demand: the decode-step bench
+// reads one step's worth of bytes right after each step, so that every step has a bound taken
+// within milliseconds of it (this machine's read rate flips between two levels within seconds).
+class ReadBuffer {
+ public:
+  explicit ReadBuffer(size_t bytes) {
+    const size_t huge = size_t(2) << 20, block = 4096;
+    blocks_ = (bytes / sizeof(float) + block - 1) / block;
+    mapped_ = (blocks_ * block * sizeof(float) + huge - 1) / huge * huge + huge;
+    raw_ = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw_ == MAP_FAILED) {
+      raw_ = nullptr;
+      blocks_ = 0;
+      return;
+    }
+    buf_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw_) + huge - 1) / huge * huge);
+    madvise(buf_, mapped_ - huge, MADV_HUGEPAGE);
+    std::fill(buf_, buf_ + blocks_ * block, 1.0f);
+  }
+  ~ReadBuffer() {
+    if (raw_) munmap(raw_, mapped_);
+  }
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+
+  size_t bytes() const { return blocks_ * 4096 * sizeof(float); }
+  // Seconds to read the whole buffer once with `threads` threads (OpenMP).
+  double read_once_s(int threads) {
+    const double t0 = now_s();
+    float total = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
+    for (size_t b = 0; b < blocks_; ++b) total += sum_block(buf_ + b * 4096, 4096);
+    sink_ = sink_ + total;
+    return now_s() - t0;
+  }
+
+ private:
+  void* raw_ = nullptr;
+  float* buf_ = nullptr;
+  size_t blocks_ = 0, mapped_ = 0;
+  volatile float sink_ = 0;
+};
+
 }  // namespace celeriac::bench

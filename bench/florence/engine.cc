@@ -12,6 +12,9 @@
 //               and min_new_tokens = max_new_tokens = N: everything after the encoder, as on the
 //               PyTorch side; per token = decode / steps. step() alone is timed through a
 //               forwarding DecoderSession (decoder_forward_per_step_s).
+//   decode_paired_with_reads  once more after the runs (and after the peak RSS is read): every
+//               step followed by a plain read of as many bytes as its weights; the median of
+//               step / read over the pairs is the step against its bound at that moment.
 // One warm-up run (reported as "first"), then --runs runs; the fastest is reported.
 //
 // Usage: celeriac_bench_florence --model DIR --image FILE [--task '<CAPTION>'] [--new-tokens 64]
@@ -85,6 +88,52 @@ class TimedSession : public florence::DecoderSession {
   florence::DecoderSession& inner_;
   std::vector<double> entries_, steps_;
 };
+
+// Decode steps in turns with a plain read of as many bytes as a step's weights (ReadBuffer, after
+// each step() returns): pairs of (whole step, read) taken within milliseconds of each other, so a
+// flip of the machine's read rate hits both. A whole step = step() + search + reorder, the read's
+// own time left out.
+class PairedSession : public florence::DecoderSession {
+ public:
+  PairedSession(florence::DecoderSession& inner, bench::ReadBuffer& buffer, int threads)
+      : inner_(inner), buffer_(buffer), threads_(threads) {}
+  int rows() const override { return inner_.rows(); }
+  int vocab_size() const override { return inner_.vocab_size(); }
+  const float* step(const std::vector<int32_t>& tokens) override {
+    const double entry = now_s();
+    if (previous_entry_ > 0) {
+      ++steps_;
+      // The first step alone includes first-use costs: pairs from the second step on.
+      if (steps_ > 1) pairs_.push_back({entry - previous_entry_ - previous_read_, previous_read_});
+    }
+    const float* logits = inner_.step(tokens);
+    previous_read_ = buffer_.read_once_s(threads_);
+    previous_entry_ = entry;
+    return logits;
+  }
+  void reorder(const std::vector<int>& parents) override { inner_.reorder(parents); }
+  struct Pair {
+    double step_s, read_s;
+  };
+  const std::vector<Pair>& pairs() const { return pairs_; }
+
+ private:
+  florence::DecoderSession& inner_;
+  bench::ReadBuffer& buffer_;
+  const int threads_;
+  double previous_entry_ = 0, previous_read_ = 0;
+  int steps_ = 0;
+  std::vector<Pair> pairs_;
+};
+
+// Bytes of fp32 weights one decode step reads: per layer self-attention q/k/v/out,
+// cross-attention q/out, fc1, fc2; then lm_head (florence2.md section 9; compare.py counts the
+// same from config.json).
+size_t decode_weight_bytes(const florence::Model& model) {
+  const auto& t = model.config().text;
+  const size_t d = t.d_model, f = t.decoder_ffn_dim;
+  return 4 * (t.decoder_layers * (6 * d * d + 2 * d * f) + size_t(model.vocab_size()) * d);
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0.0;
@@ -246,6 +295,32 @@ int main(int argc, char** argv) {
     return r;
   };
 
+  // The paired decode (after everything else, so that the timed runs above stay as they were).
+  auto paired_decode = [&]() {
+    image::DecodedImage decoded = image::decode_image(bytes);
+    image::PreprocessedImage pre = image::preprocess(decoded, model.preprocess_options());
+    const std::vector<int32_t> prompt = model.tokenizer()->encode(florence::construct_prompt(args.task));
+    nn::Tensor pixels = nn::Tensor::view(pre.chw.data(), {1, 3, pre.height, pre.width});
+    florence::EncodedBatch encoded = model.encode(pixels, {prompt});
+    auto session = model.start(encoded, config.num_beams);
+    bench::ReadBuffer buffer(decode_weight_bytes(model));
+    PairedSession paired(*session, buffer, args.threads);
+    florence::generate(paired, config);
+    std::vector<double> ratios, steps, reads;
+    for (const PairedSession::Pair& p : paired.pairs()) {
+      ratios.push_back(p.step_s / p.read_s);
+      steps.push_back(p.step_s);
+      reads.push_back(p.read_s);
+    }
+    const double read = median(reads);
+    return json{{"pairs", ratios.size()},
+                {"weight_bytes", buffer.bytes()},
+                {"step_to_read_median", median(ratios)},
+                {"step_median_s", median(steps)},
+                {"read_median_s", read},
+                {"read_gbs_median", read > 0 ? buffer.bytes() / read / 1e9 : 0.0}};
+  };
+
   Run first = one_run();
   std::vector<Run> runs;
   for (int i = 0; i < args.runs; ++i) runs.push_back(one_run());
@@ -263,8 +338,12 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // The peak RSS is read first: the paired decode's read buffer is not the model's memory.
+  const long peak_rss_kib = std::max(peak_kib, vm_kib("VmHWM"));
+  const json paired = args.stage_rss ? json(nullptr) : paired_decode();
   json result = {
       {"engine", "celeriac"},
+      {"decode_paired_with_reads", paired},
       {"threads", args.threads},
       {"bf16_decoder", args.bf16_decoder},
       {"bf16_encoders", model.bf16_encoders()},
@@ -277,7 +356,7 @@ int main(int argc, char** argv) {
       {"load_s", load_s},
       {"rss_after_load_mib", rss_after_load_kib / 1024.0},
       {"peak_rss_mib",
-       args.stage_rss ? json(nullptr) : json(std::max(peak_kib, vm_kib("VmHWM")) / 1024.0)},
+       args.stage_rss ? json(nullptr) : json(peak_rss_kib / 1024.0)},
       {"first", first.times},
       {"best", best->times},
       {"first_stage_rss", first.stage_rss},
