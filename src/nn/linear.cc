@@ -1,7 +1,8 @@
 // Linear and matmul on oneDNN. The weight operand is described to oneDNN as the K × N matrix it
 // is in memory (format "ba" for [N, K] storage): bench/gemm measured no gain from letting oneDNN
 // repack fp32 weights on this AVX2 machine, and using the mapped bytes in place keeps the
-// one-copy rule.
+// one-copy rule. Decode-size products have loops of their own below: over row-major weights
+// (any AVX2 CPU) and over PackedWeights (AVX-512; the decoder's copies of its weights).
 #include "nn/linear.h"
 
 #include <immintrin.h>
