@@ -2,20 +2,19 @@
 // step of Florence-2-base (3 rows x every decoder weight and lm_head, 356 MB of fp32 on huge
 // pages, as the decoder holds them) through three kernel designs, against a plain read of the
 // same bytes:
-//   plain        the read rate itself: a sum over each thread's half of every weight (the loop
-//                read_rate.h measures the bound with), no arithmetic per weight but one add
-//   nn_linear    nn::linear, the decoder's path: 4 interleaved weight rows per pass (AVX2) with
-//                software prefetches of the next pass into L2
-//   row_stream   one weight row after the other (AVX-512): a single sequential stream per
-//                thread, no software prefetch, 4 accumulators per row of x
-//   column_block the weights repacked into blocks of 64 outputs ([N/64][K][64], AVX-512): a
-//                sequential stream, x broadcast, no horizontal sums, 2.4x fewer instructions per
-//                weight line than nn_linear
-//   nn_linear_packed  nn::linear on nn::PackedWeights (the same layout): the decoder's path on
-//                AVX-512 CPUs, with its threads and epilogue
-// The four take turns every round (this machine's read rate moves between ~33 and ~60 GB/s
-// within seconds), and each round's time is divided by that round's plain time: the median of
-// those ratios is printed, per machine state (rounds whose plain read ran above / below 45 GB/s).
+//   plain             the read rate itself: a sum over each thread's half of every weight (the
+//                     loop read_rate.h measures the bound with), one add per weight
+//   nn_linear         nn::linear on row-major weights: 4 interleaved weight rows per pass (AVX2)
+//                     with software prefetches of the next pass into L2 (the decoder's path on
+//                     CPUs without AVX-512)
+//   row_stream        one weight row after the other (AVX-512): a single sequential stream per
+//                     thread, no software prefetch, 4 accumulators per row of x
+//   nn_linear_packed  nn::linear on nn::PackedWeights, blocks of 64 outputs stored [K][64]
+//                     (AVX-512): a sequential stream, x broadcast, no horizontal sums, 2.4x fewer
+//                     instructions per weight line than nn_linear (the decoder's path on AVX-512)
+// They take turns every round (this machine's read rate moves between ~33 and ~60 GB/s within
+// seconds), and each round's time is divided by that round's plain time: the median of those
+// ratios is printed per machine state (rounds whose plain read ran above / below 45 GB/s).
 //
 // Usage: celeriac_bench_florence_decode_kernels [--rounds 60]   (2 threads; prints JSON)
 #include <immintrin.h>
@@ -30,6 +29,7 @@
 #include <vector>
 
 #include "bench_clock.h"
+#include "read_rate.h"
 #include "nn/linear.h"
 #include "nn/tensor.h"
 #include "nn/threading.h"
@@ -38,21 +38,7 @@ using namespace celeriac;
 
 namespace {
 
-constexpr int kRows = 3;      // beams
-constexpr long kBlock = 64;   // outputs per column block
-
-__attribute__((target("avx2"))) float plain_sum(const float* p, size_t count) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (size_t i = 0; i < count; i += 32) {
-    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
-    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
-    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
-    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
-  }
-  float out[8];
-  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  return out[0] + out[7];
-}
+constexpr int kRows = 3;  // beams
 
 // GCC 12 warns inside its own AVX-512 headers (their _mm512_undefined_* placeholders, a known
 // false positive). The loops are unrolled by pragma, as in nn/linear.cc, so that the project's
@@ -83,36 +69,6 @@ __attribute__((target("avx512f"))) void row_stream(const float* x, long k, const
     for (int r = 0; r < kRows; ++r)
       y[r * ldy + j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]),
                                                           _mm512_add_ps(acc[r][2], acc[r][3])));
-  }
-}
-
-// Column blocks [b0, b1) of weights packed as [N/64][K][64]: y[r][64b..64b+63].
-__attribute__((target("avx512f"))) void column_block(const float* x, long k, const float* packed,
-                                                     long b0, long b1, float* y, long ldy) {
-  for (long b = b0; b < b1; ++b) {
-    const float* w = packed + b * k * kBlock;
-    __m512 acc[kRows][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r)
-#pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
-    for (long i = 0; i < k; ++i) {
-      const float* wi = w + i * kBlock;
-      const __m512 w0 = _mm512_loadu_ps(wi), w1 = _mm512_loadu_ps(wi + 16),
-                   w2 = _mm512_loadu_ps(wi + 32), w3 = _mm512_loadu_ps(wi + 48);
-#pragma GCC unroll 4
-      for (int r = 0; r < kRows; ++r) {
-        const __m512 xb = _mm512_set1_ps(x[r * k + i]);
-        acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
-        acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
-      }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r)
-#pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) _mm512_storeu_ps(y + r * ldy + b * kBlock + 16 * u, acc[r][u]);
   }
 }
 
@@ -153,30 +109,13 @@ int main(int argc, char** argv) {
       t.mutable_data()[i] = float((seed >> 8) & 0xffff) / 65536.0f - 0.5f;
     }
   const std::vector<nn::Tensor> weights = nn::copy_to_huge_pages(originals, nullptr);
-  // The packed copies, padded to whole blocks of 64 outputs with zeros.
-  std::vector<nn::Tensor> packed_src;
-  for (const nn::Tensor& w : originals) {
-    const long n = w.dim(0), k = w.dim(1), blocks = (n + kBlock - 1) / kBlock;
-    nn::Tensor p = nn::Tensor::empty({blocks * k, kBlock});
-    float* out = p.mutable_data();
-    for (long b = 0; b < blocks; ++b)
-      for (long i = 0; i < k; ++i)
-        for (long c = 0; c < kBlock; ++c) {
-          const long j = b * kBlock + c;
-          out[(b * k + i) * kBlock + c] = j < n ? w.data()[j * k + i] : 0.0f;
-        }
-    packed_src.push_back(p);
-  }
+  const std::vector<nn::PackedWeights> packed = nn::PackedWeights::from_all(weights);
   originals.clear();
-  const std::vector<nn::Tensor> packed = nn::copy_to_huge_pages(packed_src, nullptr);
-  packed_src.clear();
-  const std::vector<nn::PackedWeights> nn_packed = nn::PackedWeights::from_all(weights);
   double bytes = 0;
   for (const nn::Tensor& w : weights) bytes += 4.0 * w.numel();
 
-  const long ldy = (vocab + kBlock - 1) / kBlock * kBlock;
-  std::vector<float> x(kRows * f), y(kRows * ldy), y_row(kRows * ldy), y_col(kRows * ldy),
-      y_nn(kRows * ldy);
+  const long ldy = vocab;  // outputs per row of y
+  std::vector<float> x(kRows * f), y(kRows * ldy), y_row(kRows * ldy), y_nn(kRows * ldy);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * float(i % 77) - 0.03f;
   volatile float sink = 0;
 
@@ -187,7 +126,7 @@ int main(int argc, char** argv) {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       for (const nn::Tensor& w : weights) {
         const long n = w.dim(0), k = w.dim(1), b = n * t / nt, e = n * (t + 1) / nt;
-        total += plain_sum(w.data() + b * k, (e - b) * k);
+        total += bench::sum_block(w.data() + b * k, (e - b) * k);
       }
     }
     sink = sink + total;
@@ -199,7 +138,7 @@ int main(int argc, char** argv) {
                  nn::Tensor::view(y.data(), {kRows, n}));
     }
   };
-  // The last product (lm_head) is the one whose outputs are compared; ldy-strided rows.
+  // The last product (lm_head) is the one whose outputs are compared.
   auto rows = [&] {
     for (const nn::Tensor& w : weights) {
       const long n = w.dim(0), k = w.dim(1);
@@ -210,19 +149,8 @@ int main(int argc, char** argv) {
       }
     }
   };
-  auto columns = [&] {
-    for (size_t s = 0; s < packed.size(); ++s) {
-      const long k = weights[s].dim(1), blocks = packed[s].dim(0) / k;
-#pragma omp parallel
-      {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        column_block(x.data(), k, packed[s].data(), blocks * t / nt, blocks * (t + 1) / nt,
-                     y_col.data(), ldy);
-      }
-    }
-  };
   auto packed_linear = [&] {  // the decoder's path on AVX-512 CPUs
-    for (const nn::PackedWeights& w : nn_packed)
+    for (const nn::PackedWeights& w : packed)
       nn::linear(nn::Tensor::view(x.data(), {kRows, w.cols()}), w, nullptr,
                  nn::Tensor::view(y_nn.data(), {kRows, w.rows()}));
   };
@@ -231,9 +159,10 @@ int main(int argc, char** argv) {
     std::function<void()> run;
     std::vector<double> times;
   };
-  std::vector<Variant> variants = {
-      {"plain", plain},         {"nn_linear", linear},           {"row_stream", rows},
-      {"column_block", columns}, {"nn_linear_packed", packed_linear}};
+  std::vector<Variant> variants = {{"plain", plain},
+                                   {"nn_linear", linear},
+                                   {"row_stream", rows},
+                                   {"nn_linear_packed", packed_linear}};
   for (int r = 0; r <= rounds; ++r)
     for (Variant& v : variants) {
       const double t0 = bench::now_s();
@@ -245,10 +174,9 @@ int main(int argc, char** argv) {
   double diff = 0;
   for (long j = 0; j < vocab; ++j)
     for (int r = 0; r < kRows; ++r) {
-      const double ref = y[r * vocab + j];
+      const double ref = y[r * ldy + j];
       diff = std::max({diff, std::abs(y_row[r * ldy + j] - ref) / (std::abs(ref) + 1e-3),
-                       std::abs(y_col[r * ldy + j] - ref) / (std::abs(ref) + 1e-3),
-                       std::abs(y_nn[r * vocab + j] - ref) / (std::abs(ref) + 1e-3)});
+                       std::abs(y_nn[r * ldy + j] - ref) / (std::abs(ref) + 1e-3)});
     }
 
   std::printf("{\"weights_mb\": %.1f, \"threads\": %d, \"rounds\": %d, \"max_rel_diff\": %.1e",

@@ -122,6 +122,18 @@ void round_to_bf16(const Tensor& x, const Tensor& out) {
 // every weight row exactly once for all rows of x (x, M × K floats, stays in L1/L2) and runs at
 // ~1.1x the time of reading the weights. It is a matrix-vector product, not a GEMM: no blocking,
 // no packing; the only tuning is how many weight rows share the loads of x and a prefetch.
+// The epilogue of a decode-size product, on `cols` sums of one row while they are in cache:
+// bias, GELU, then stored into dst or added to it (the residual).
+void finish_row(float* sums, int64_t cols, const float* bias, const LinearOptions& options,
+                float* dst) {
+  if (bias) vmath::add(sums, bias, sums, cols);
+  if (options.activation == Activation::kGelu) vmath::gelu(sums, cols);
+  if (options.accumulate)
+    vmath::add(dst, sums, dst, cols);
+  else
+    std::memcpy(dst, sums, cols * sizeof(float));
+}
+
 constexpr int64_t kSmallM = 16;
 constexpr int64_t kBlockN = 512;
 
@@ -248,17 +260,8 @@ void small_m_linear(const Tensor& x, const T* wp, int64_t n, const Tensor* bias,
       } else {
         dot_block_scalar(xp, m, k, wp, n0, n0 + nb, block.data(), nb);
       }
-      // The epilogue (bias, GELU, residual) runs on the block while it is in cache.
-      for (int64_t r = 0; r < m; ++r) {
-        float* row = block.data() + r * nb;
-        if (bp) vmath::add(row, bp + n0, row, nb);
-        if (options.activation == Activation::kGelu) vmath::gelu(row, nb);
-        float* out = yp + r * n + n0;
-        if (options.accumulate)
-          vmath::add(out, row, out, nb);
-        else
-          std::memcpy(out, row, nb * sizeof(float));
-      }
+      for (int64_t r = 0; r < m; ++r)
+        finish_row(block.data() + r * nb, nb, bp ? bp + n0 : nullptr, options, yp + r * n + n0);
     }
   });
   if (failed) throw ShapeError("linear: dnnl_sgemm failed for a decode-size product");
@@ -493,13 +496,7 @@ void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const T
   parallel_for((n + nb - 1) / nb, 1, [&](int64_t begin, int64_t end) {
     packed_blocks(x.data(), x.rows(), w, begin, end,
                   [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
-                    if (bp) vmath::add(sums, bp + j0, sums, cols);
-                    if (options.activation == Activation::kGelu) vmath::gelu(sums, cols);
-                    float* dst = yp + r * n + j0;
-                    if (options.accumulate)
-                      vmath::add(dst, sums, dst, cols);
-                    else
-                      std::memcpy(dst, sums, cols * sizeof(float));
+                    finish_row(sums, cols, bp ? bp + j0 : nullptr, options, yp + r * n + j0);
                   });
   });
 }
