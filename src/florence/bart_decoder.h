@@ -52,8 +52,8 @@ class BartDecoder {
   // from the file for those that are views of it, whose mapped pages then leave the resident set
   // as above: the resident size stays the same, the file's page cache is no longer what the
   // steps read. Call before start() (Model does, once, at its first start()).
-  // On AVX-512 CPUs the copies are nn::PackedWeights instead (decode products within 1.02-1.10x
-  // of a plain read of the weights, against 1.12-1.40x for row-major ones). Either way only views
+  // On AVX-512 CPUs the copies are nn::PackedWeights instead (decode products in 1.01-1.19x the
+  // time of a plain read of the weights, against 1.12-1.40x for row-major ones). Either way only views
   // of the file are copied (fp32 checkpoints): upcasts of fp16/bf16 files stay as they are.
   void use_huge_page_weights(const Checkpoint& checkpoint);
   bool packed_weights() const { return !lm_head_packed_.empty(); }

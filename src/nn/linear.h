@@ -65,9 +65,9 @@ void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Ten
 
 // Weights [N, K] repacked for decode-size products on AVX-512 CPUs: blocks of 64 outputs, each
 // stored [K][64] (the last block padded with zeros), on huge pages. x · wᵀ then reads the weights
-// as one sequential stream, x broadcast, no horizontal sums: on Zen 4 within 1.02-1.10x of a plain
-// read of the same bytes, where the loop over row-major weights took 1.12-1.40x
-// (bench/florence/decode_kernels.cc). A copy; the decoder keeps one for lm_head, its largest.
+// as one sequential stream, x broadcast, no horizontal sums: on Zen 4 1.01-1.19x the time of a
+// plain read of the same bytes, where the loop over row-major weights took 1.12-1.40x
+// (bench/florence/decode_kernels.cc). A copy; the decoder keeps its streamed weights this way.
 class PackedWeights {
  public:
   static constexpr int64_t kBlock = 64;
