@@ -36,51 +36,26 @@ __attribute__((target("avx2"))) inline float sum_block(const float* p, size_t co
   return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
-// GB/s reading `bytes` with `threads` threads, over huge pages (MADV_HUGEPAGE, where the system
-// allows it) or 4 KiB ones. The buffer is unmapped before returning.
-inline double read_gbs(size_t bytes, int threads, double min_time_s, bool huge_pages = true) {
-  const size_t block = 4096;  // floats per work item
-  const size_t huge = size_t(2) << 20;
-  bytes = (bytes + huge - 1) / huge * huge;
-  const size_t blocks = bytes / sizeof(float) / block, n = blocks * block;
-  void* raw = mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return 0.0;
-  float* buf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge);
-  madvise(buf, bytes, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t b = 0; b < blocks; ++b)  // first touch by the thread that reads the block
-    std::fill(buf + b * block, buf + (b + 1) * block, 1.0f);
-  volatile float sink = 0;
-  const double t = time_best(
-      [&] {
-        float total = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-        for (size_t b = 0; b < blocks; ++b) total += sum_block(buf + b * block, block);
-        sink = sink + total;
-      },
-      min_time_s);
-  munmap(raw, bytes + huge);
-  return double(n) * sizeof(float) / t / 1e9;
-}
-
-// A buffer of `bytes` on huge pages, filled once, read whole on demand: the decode-step bench
-// reads one step's worth of bytes right after each step, so that every step has a bound taken
-// within milliseconds of it (this machine's read rate flips between two levels within seconds).
+// A buffer of `bytes` (rounded up to whole 2 MiB pages) on huge pages (MADV_HUGEPAGE, where the
+// system allows it) or 4 KiB ones, filled once, each block first touched by the thread that will
+// read it, read whole on demand. read_gbs below measures with it; the decode-step bench reads one
+// step's worth of bytes right after each step, so that every step has a bound taken within
+// milliseconds of it (this machine's read rate flips between two levels within seconds).
 class ReadBuffer {
  public:
-  explicit ReadBuffer(size_t bytes) {
-    const size_t huge = size_t(2) << 20, block = 4096;
-    blocks_ = (bytes / sizeof(float) + block - 1) / block;
-    mapped_ = (blocks_ * block * sizeof(float) + huge - 1) / huge * huge + huge;
+  ReadBuffer(size_t bytes, int threads, bool huge_pages = true) {
+    bytes = (bytes + kHuge - 1) / kHuge * kHuge;
+    mapped_ = bytes + kHuge;
     raw_ = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw_ == MAP_FAILED) {
       raw_ = nullptr;
-      blocks_ = 0;
       return;
     }
-    buf_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw_) + huge - 1) / huge * huge);
-    madvise(buf_, mapped_ - huge, MADV_HUGEPAGE);
-    std::fill(buf_, buf_ + blocks_ * block, 1.0f);
+    buf_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw_) + kHuge - 1) / kHuge * kHuge);
+    madvise(buf_, bytes, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    blocks_ = bytes / sizeof(float) / kBlock;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t b = 0; b < blocks_; ++b) std::fill(buf_ + b * kBlock, buf_ + (b + 1) * kBlock, 1.0f);
   }
   ~ReadBuffer() {
     if (raw_) munmap(raw_, mapped_);
@@ -88,22 +63,32 @@ class ReadBuffer {
   ReadBuffer(const ReadBuffer&) = delete;
   ReadBuffer& operator=(const ReadBuffer&) = delete;
 
-  size_t bytes() const { return blocks_ * 4096 * sizeof(float); }
+  size_t bytes() const { return blocks_ * kBlock * sizeof(float); }  // 0 if mmap failed
   // Seconds to read the whole buffer once with `threads` threads (OpenMP).
   double read_once_s(int threads) {
     const double t0 = now_s();
     float total = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-    for (size_t b = 0; b < blocks_; ++b) total += sum_block(buf_ + b * 4096, 4096);
+    for (size_t b = 0; b < blocks_; ++b) total += sum_block(buf_ + b * kBlock, kBlock);
     sink_ = sink_ + total;
     return now_s() - t0;
   }
 
  private:
+  static constexpr size_t kHuge = size_t(2) << 20, kBlock = 4096;  // floats per work item
   void* raw_ = nullptr;
   float* buf_ = nullptr;
   size_t blocks_ = 0, mapped_ = 0;
   volatile float sink_ = 0;
 };
+
+// GB/s reading `bytes` with `threads` threads, best over min_time_s. The buffer is unmapped
+// before returning.
+inline double read_gbs(size_t bytes, int threads, double min_time_s, bool huge_pages = true) {
+  ReadBuffer buffer(bytes, threads, huge_pages);
+  if (buffer.bytes() == 0) return 0.0;
+  const double t = time_best([&] { buffer.read_once_s(threads); }, min_time_s);
+  return double(buffer.bytes()) / t / 1e9;
+}
 
 }  // namespace celeriac::bench

@@ -156,8 +156,10 @@ void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
   // The copies are read from the file (pread), never through the mapping, and the mapped pages
   // are released: the tied table's lookups fault back the few rows a request reads.
   if (nn::PackedWeights::supported()) {
-    const std::vector<nn::PackedWeights> packed = nn::PackedWeights::from_all(
-        originals, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+    std::vector<nn::PackedWeights::Size> shapes;
+    for (const nn::Tensor& w : originals) shapes.push_back({w.dim(0), w.dim(1)});
+    const std::vector<nn::PackedWeights> packed = nn::PackedWeights::from_rows(
+        shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
           const int64_t k = originals[i].dim(1);
           checkpoint.copy_from_file(span_of(originals[i]).subspan(r0 * k, (r1 - r0) * k), out);
         });

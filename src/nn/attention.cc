@@ -96,9 +96,11 @@ FixedKv::FixedKv(const Tensor& k, const Tensor& v, int64_t heads,
       if (static_cast<int64_t>(i) < tasks) {  // rows = keys r0..r1 of head h
         for (int64_t j = r0; j < r1; ++j)
           std::copy_n(k.data() + (b * s + j) * d + h * hd, hd, out + (j - r0) * hd);
-      } else {  // rows = channels r0..r1 of head h, each over all S keys
-        for (int64_t c = r0; c < r1; ++c)
-          for (int64_t j = 0; j < s; ++j) out[(c - r0) * s + j] = v.data()[(b * s + j) * d + h * hd + c];
+      } else {  // rows = channels r0..r1 of head h, each over all S keys (read key by key)
+        for (int64_t j = 0; j < s; ++j) {
+          const float* vj = v.data() + (b * s + j) * d + h * hd;
+          for (int64_t c = r0; c < r1; ++c) out[(c - r0) * s + j] = vj[c];
+        }
       }
     });
     return;

@@ -114,14 +114,6 @@ void round_to_bf16(const Tensor& x, const Tensor& out) {
   detail::execute(prim.prim, prim.scratchpad, args);
 }
 
-// Decode-step products (M = beams, a few rows) are bound by reading the weights once: 3 rows ×
-// 2 flop per weight is no work for the FMA units. oneDNN is the rule for products in nn/, but not
-// here (docs/decisions/compute-library.md, "Decode-size products"): for M = 3 every library path
-// measured reads the weights more than once or stalls in its packing, 1.6-3.5x slower than the
-// loop below on one Florence-2-base decode step (bench/florence/bf16_decode.cc), which streams
-// every weight row exactly once for all rows of x (x, M × K floats, stays in L1/L2) and runs at
-// ~1.1x the time of reading the weights. It is a matrix-vector product, not a GEMM: no blocking,
-// no packing; the only tuning is how many weight rows share the loads of x and a prefetch.
 // The epilogue of a decode-size product, on `cols` sums of one row while they are in cache:
 // bias, GELU, then stored into dst or added to it (the residual).
 void finish_row(float* sums, int64_t cols, const float* bias, const LinearOptions& options,
@@ -134,6 +126,14 @@ void finish_row(float* sums, int64_t cols, const float* bias, const LinearOption
     std::memcpy(dst, sums, cols * sizeof(float));
 }
 
+// Decode-step products (M = beams, a few rows) are bound by reading the weights once: 3 rows ×
+// 2 flop per weight is no work for the FMA units. oneDNN is the rule for products in nn/, but not
+// here (docs/decisions/compute-library.md, "Decode-size products"): for M = 3 every library path
+// measured reads the weights more than once or stalls in its packing, 1.6-3.5x slower than the
+// loop below on one Florence-2-base decode step (bench/florence/bf16_decode.cc), which streams
+// every weight row exactly once for all rows of x (x, M × K floats, stays in L1/L2) and runs at
+// ~1.1x the time of reading the weights. It is a matrix-vector product, not a GEMM: no blocking,
+// no packing; the only tuning is how many weight rows share the loads of x and a prefetch.
 constexpr int64_t kSmallM = 16;
 constexpr int64_t kBlockN = 512;
 
@@ -377,10 +377,8 @@ __attribute__((target("avx512f"))) void packed_block(const float* x, int64_t k,
 
 #pragma GCC diagnostic pop
 
-}  // namespace
-
-namespace {
 std::atomic<bool> row_major_forced{false};  // detail::force_row_major_decode (tests)
+
 }  // namespace
 
 void detail::force_row_major_decode(bool on) { row_major_forced.store(on); }
@@ -390,14 +388,12 @@ bool PackedWeights::supported() {
   return ok && !row_major_forced.load(std::memory_order_relaxed);
 }
 
-std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weights,
-                                                   const RowReader& read) {
+std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weights) {
   std::vector<Size> shapes;
   for (const Tensor& w : weights) {
     if (w.rank() != 2) throw ShapeError("PackedWeights: weight " + w.shape().to_string());
     shapes.push_back({w.dim(0), w.dim(1)});
   }
-  if (read) return from_rows(shapes, read);
   return from_rows(shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
     const int64_t k = weights[i].dim(1);
     std::memcpy(out, weights[i].data() + r0 * k, (r1 - r0) * k * sizeof(float));
@@ -418,7 +414,7 @@ std::vector<PackedWeights> PackedWeights::from_rows(std::span<const Size> shapes
     total += (shape.rows + kBlock - 1) / kBlock * kBlock * shape.cols;
   }
   // One mapping for all: a huge page each would round every one up to 2 MiB of resident memory.
-  const Tensor all = Tensor::empty_on_huge_pages({std::max<int64_t>(total, 1)});  // zeros: padding
+  const Tensor all = Tensor::empty_on_huge_pages({total});  // zero-filled: the padding
   std::vector<PackedWeights> out;
   detail::apply_num_threads();
   for (size_t i = 0; i < shapes.size(); ++i) {

@@ -75,18 +75,17 @@ class PackedWeights {
   static bool supported();  // whether this CPU runs the packed product (AVX-512F)
   static PackedWeights from(const Tensor& w);  // w [N, K]; ShapeError unless supported()
   // Several weights packed in order into one mapping (one huge page each would round every one
-  // up to 2 MiB of resident memory). read(i, r0, r1, out) gives rows [r0, r1) of weights[i]
-  // (row-major, r1 - r0 <= 64): a mapped file's caller can pread them rather than fault the
-  // pages in; it may be called from several threads at once, and an exception it throws becomes
-  // a ShapeError. By default the rows are copied from the tensors.
-  using RowReader = std::function<void(size_t i, int64_t row0, int64_t row1, float* out)>;
-  static std::vector<PackedWeights> from_all(std::span<const Tensor> weights,
-                                             const RowReader& read = {});
-  // The same for matrices that exist only through `read` (nn::FixedKv gathers its heads'
-  // keys and values): shapes[i] = {N, K} of matrix i.
+  // up to 2 MiB of resident memory).
+  static std::vector<PackedWeights> from_all(std::span<const Tensor> weights);
+  // The same with the rows given by `read`: read(i, r0, r1, out) writes rows [r0, r1) of matrix
+  // i (row-major, r1 - r0 <= 64, shapes[i] = {N, K}). The decoder preads its weights from the
+  // file this way rather than fault the mapped pages in; nn::FixedKv gathers its heads' keys and
+  // values. It may be called from several threads at once; an exception it throws becomes a
+  // ShapeError.
   struct Size {
     int64_t rows, cols;
   };
+  using RowReader = std::function<void(size_t i, int64_t row0, int64_t row1, float* out)>;
   static std::vector<PackedWeights> from_rows(std::span<const Size> shapes, const RowReader& read);
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }

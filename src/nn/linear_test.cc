@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 
@@ -177,16 +178,18 @@ TEST(Linear, PackedWeightsFromAReaderKeepEachWeightApart) {
   }
   const std::vector<Tensor> ws = {random_tensor({70, 24}, 1), random_tensor({64, 24}, 2),
                                   random_tensor({5, 40}, 3)};
-  std::vector<int64_t> rows_read(ws.size(), 0);
-  const std::vector<PackedWeights> packed = PackedWeights::from_all(
-      ws, [&](size_t i, int64_t r0, int64_t r1, float* out) {
+  std::vector<PackedWeights::Size> shapes;
+  for (const Tensor& w : ws) shapes.push_back({w.dim(0), w.dim(1)});
+  std::vector<std::atomic<int64_t>> rows_read(ws.size());  // the reader runs on the op threads
+  const std::vector<PackedWeights> packed = PackedWeights::from_rows(
+      shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
         ASSERT_LE(r1 - r0, PackedWeights::kBlock);
         rows_read[i] += r1 - r0;
         std::copy_n(ws[i].data() + r0 * ws[i].dim(1), (r1 - r0) * ws[i].dim(1), out);
       });
   ASSERT_EQ(packed.size(), ws.size());
   for (size_t i = 0; i < ws.size(); ++i) {
-    EXPECT_EQ(rows_read[i], ws[i].dim(0)) << i;
+    EXPECT_EQ(rows_read[i].load(), ws[i].dim(0)) << i;
     const Tensor x = random_tensor({3, ws[i].dim(1)}, 4);
     Tensor y = Tensor::empty({3, ws[i].dim(0)});
     linear(x, packed[i], nullptr, y);
