@@ -95,6 +95,7 @@ class TimedSession : public florence::DecoderSession {
 // own time left out.
 class PairedSession : public florence::DecoderSession {
  public:
+  using PhaseTime = florence::DecoderSession::PhaseTime;
   PairedSession(florence::DecoderSession& inner, bench::ReadBuffer& buffer, int threads)
       : inner_(inner), buffer_(buffer), threads_(threads) {}
   int rows() const override { return inner_.rows(); }
@@ -104,23 +105,44 @@ class PairedSession : public florence::DecoderSession {
     if (previous_entry_ > 0) {
       ++steps_;
       // The first step alone includes first-use costs: pairs from the second step on.
-      if (steps_ > 1) pairs_.push_back({entry - previous_entry_ - previous_read_, previous_read_});
+      if (steps_ > 1) {
+        const double step_s = entry - previous_entry_ - previous_read_;
+        double forward_s = 0;
+        for (const PhaseTime& p : previous_phases_) forward_s += p.seconds;
+        std::vector<PhaseTime> phases = previous_phases_;
+        phases.push_back({"search", step_s - forward_s});
+        pairs_.push_back({step_s, previous_read_, std::move(phases)});
+      }
     }
     const float* logits = inner_.step(tokens);
+    previous_phases_ = phase_deltas();
     previous_read_ = buffer_.read_once_s(threads_);
     previous_entry_ = entry;
     return logits;
   }
   void reorder(const std::vector<int>& parents) override { inner_.reorder(parents); }
+  // A whole step, the read after it, and the step's parts: the decoder's phases, then "search"
+  // (everything outside step(): search, reorder).
   struct Pair {
     double step_s, read_s;
+    std::vector<PhaseTime> phases;
   };
   const std::vector<Pair>& pairs() const { return pairs_; }
 
  private:
+  // This step's seconds per decoder phase (phase_times() is cumulative).
+  std::vector<PhaseTime> phase_deltas() {
+    std::vector<PhaseTime> now = inner_.phase_times(), delta = now;
+    for (size_t i = 0; i < delta.size() && i < totals_.size(); ++i)
+      delta[i].seconds -= totals_[i].seconds;
+    totals_ = std::move(now);
+    return delta;
+  }
+
   florence::DecoderSession& inner_;
   bench::ReadBuffer& buffer_;
   const int threads_;
+  std::vector<PhaseTime> totals_, previous_phases_;
   double previous_entry_ = 0, previous_read_ = 0;
   int steps_ = 0;
   std::vector<Pair> pairs_;
@@ -316,19 +338,26 @@ int main(int argc, char** argv) {
     // All pairs, and apart by the read's rate: above or below 45 GB/s (the two states).
     auto summary = [&](int state) {
       std::vector<double> ratios, steps, reads;
+      std::vector<std::vector<double>> phases;  // per phase, its time in each step
       for (const PairedSession::Pair& p : pairs) {
         const bool fast = buffer.bytes() / p.read_s / 1e9 > 45.0;
         if (state >= 0 && fast != (state == 1)) continue;
         ratios.push_back(p.step_s / (p.read_s * bound_share));
         steps.push_back(p.step_s);
         reads.push_back(p.read_s);
+        phases.resize(p.phases.size());
+        for (size_t i = 0; i < p.phases.size(); ++i) phases[i].push_back(p.phases[i].seconds);
       }
       const double read = median(reads);
+      json phase_ms = json::object();  // medians: they need not add up to the step's median
+      for (size_t i = 0; i < phases.size(); ++i)
+        phase_ms[pairs.front().phases[i].name] = 1e3 * median(phases[i]);
       return json{{"pairs", ratios.size()},
                   {"step_to_read_median", median(ratios)},
                   {"step_median_s", median(steps)},
                   {"read_median_s", read},
-                  {"read_gbs_median", read > 0 ? buffer.bytes() / read / 1e9 : 0.0}};
+                  {"read_gbs_median", read > 0 ? buffer.bytes() / read / 1e9 : 0.0},
+                  {"phase_median_ms", phase_ms}};
     };
     json out = summary(-1);
     out["weight_bytes"] = weight_bytes;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace celeriac::florence {
@@ -29,6 +30,14 @@ class DecoderSession {
   // Rearranges the cached rows so that row i continues what row parents[i] was; parents has
   // rows() entries, each in [0, rows()). Used by beam search after choosing the next beams.
   virtual void reorder(const std::vector<int>& parents) = 0;
+
+  // Seconds spent so far in each part of step(), in step order (benchmarks print where a step
+  // goes); empty where a session keeps no such times.
+  struct PhaseTime {
+    std::string name;
+    double seconds = 0;
+  };
+  virtual std::vector<PhaseTime> phase_times() const { return {}; }
 };
 
 }  // namespace celeriac::florence
