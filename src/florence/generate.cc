@@ -10,6 +10,9 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <span>
+#include <tuple>
+#include <utility>
 
 #include "florence/search_math.h"
 #include "nn/threading.h"
@@ -95,14 +98,44 @@ int argmax(const float* values, int n) {
   return best;
 }
 
-// log_softmax in double, rounded once: within an ulp or two of PyTorch's float kernel.
-void log_softmax(const float* logits, float* out, int n) {
+// log_softmax in double, rounded once: within an ulp or two of PyTorch's float kernel. In two
+// halves: a row's pieces first (max, and Σ exp against that max), then the values.
+struct SoftmaxPart {
   float max = kNegInf;
-  for (int i = 0; i < n; ++i) max = std::max(max, logits[i]);
-  const double log_sum = std::log(sum_exp_shifted(logits, n, max));
-  for (int i = 0; i < n; ++i) {
+  double sum = 0.0;  // Σ exp(x - max)
+};
+
+SoftmaxPart softmax_part(const float* logits, int lo, int hi) {
+  SoftmaxPart part;
+  part.max = max_value(logits + lo, hi - lo);
+  if (part.max != kNegInf) part.sum = sum_exp_shifted(logits + lo, hi - lo, part.max);
+  return part;
+}
+
+// The row's max and log Σ exp(x - max) from its parts.
+std::pair<float, double> softmax_totals(std::span<const SoftmaxPart> parts) {
+  float max = kNegInf;
+  for (const SoftmaxPart& p : parts) max = std::max(max, p.max);
+  double sum = 0.0;
+  for (const SoftmaxPart& p : parts)
+    if (p.max != kNegInf) sum += p.sum * std::exp(static_cast<double>(p.max) - max);
+  return {max, std::log(sum)};
+}
+
+// Element-wise and exact in every lane (no fast-math here), so vectorised through `omp simd`.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
+log_softmax_values(const float* logits, float* out, int lo, int hi, float max, double log_sum) {
+#pragma omp simd
+  for (int i = lo; i < hi; ++i) {
     out[i] = static_cast<float>(static_cast<double>(logits[i]) - max - log_sum);
   }
+}
+
+// out[i] = a[i] + b, as PyTorch's float add.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void add_scalar(
+    const float* a, float b, float* out, int lo, int hi) {
+#pragma omp simd
+  for (int i = lo; i < hi; ++i) out[i] = a[i] + b;
 }
 
 // What PyTorch divides a float32 tensor by when Python hands it `length ** length_penalty`:
@@ -125,6 +158,12 @@ struct Processors {
   std::vector<int32_t> forced_eos;
 
   void apply(const std::vector<int32_t>& seq, float* scores, int vocab) const {
+    apply(seq, scores, 0, vocab);
+  }
+
+  // The same on scores[lo, hi) of a row, the rest left alone (rows are processed in pieces).
+  void apply(const std::vector<int32_t>& seq, float* scores, int lo, int hi) const {
+    auto in = [&](int32_t id) { return id >= lo && id < hi; };
     const int len = static_cast<int>(seq.size());
     if (no_repeat_ngram_size > 0 && len >= no_repeat_ngram_size) {
       // Every earlier n-gram that starts with the last n-1 tokens bans its own last token.
@@ -133,24 +172,23 @@ struct Processors {
       for (int start = 0; start + n <= len; ++start) {
         if (std::equal(prefix, prefix + n - 1, seq.data() + start)) {
           const int32_t banned = seq[start + n - 1];
-          if (banned >= 0 && banned < vocab) scores[banned] = kNegInf;
+          if (in(banned)) scores[banned] = kNegInf;
         }
       }
     }
     if (len < min_length) {
       for (int32_t id : eos) {
-        if (id >= 0 && id < vocab) scores[id] = kNegInf;
+        if (in(id)) scores[id] = kNegInf;
       }
     }
-    if (forced_bos && len == 1) force(scores, vocab, {*forced_bos});
-    if (!forced_eos.empty() && len == max_length - 1) force(scores, vocab, forced_eos);
-  }
-
-  static void force(float* scores, int vocab, const std::vector<int32_t>& ids) {
-    std::fill(scores, scores + vocab, kNegInf);
-    for (int32_t id : ids) {
-      if (id >= 0 && id < vocab) scores[id] = 0.0f;
-    }
+    auto force = [&](const std::vector<int32_t>& ids) {
+      std::fill(scores + lo, scores + hi, kNegInf);
+      for (int32_t id : ids) {
+        if (in(id)) scores[id] = 0.0f;
+      }
+    };
+    if (forced_bos && len == 1) force({*forced_bos});
+    if (!forced_eos.empty() && len == max_length - 1) force(forced_eos);
   }
 };
 
@@ -292,15 +330,30 @@ class BeamSearch {
  private:
   void advance_input(BeamInput& item, const float* logits, int cur_len, int* parents,
                      int row_offset) {
-    // b. log-probs, processors, plus the running scores; rows are independent, so they are
-    // spread over the intra-op threads (which otherwise wait here for the next step).
-    nn::parallel_for(beams_, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
+    // b. log-probs, processors, plus the running scores, spread over the intra-op threads (which
+    // otherwise wait here for the next step) in half rows: 3 beams keep 2 threads equally busy.
+    constexpr int kHalves = 2;
+    auto half = [&](int64_t u) {
+      const int k = static_cast<int>(u / kHalves), h = static_cast<int>(u % kHalves);
+      return std::tuple{k, vocab_ * h / kHalves, vocab_ * (h + 1) / kHalves};
+    };
+    parts_.resize(static_cast<size_t>(beams_) * kHalves);
+    nn::parallel_for(beams_ * kHalves, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const auto [k, lo, hi] = half(u);
+        parts_[u] = softmax_part(logits + static_cast<size_t>(k) * vocab_, lo, hi);
+      }
+    });
+    nn::parallel_for(beams_ * kHalves, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        const auto [k, lo, hi] = half(u);
+        const auto [max, log_sum] =
+            softmax_totals(std::span(parts_).subspan(static_cast<size_t>(k) * kHalves, kHalves));
         float* lp = log_probs_.data() + static_cast<size_t>(k) * vocab_;
-        log_softmax(logits + static_cast<size_t>(k) * vocab_, lp, vocab_);
-        processors_.apply(item.running[k], lp, vocab_);
+        log_softmax_values(logits + static_cast<size_t>(k) * vocab_, lp, lo, hi, max, log_sum);
+        processors_.apply(item.running[k], lp, lo, hi);
         float* cand = candidates_.data() + static_cast<size_t>(k) * vocab_;
-        for (int v = 0; v < vocab_; ++v) cand[v] = lp[v] + item.running_scores[k];
+        add_scalar(lp, item.running_scores[k], cand, lo, hi);
       }
     });
     // c. The best keep_ continuations over all beams.
@@ -391,6 +444,7 @@ class BeamSearch {
   int cur_len_ = 1;
   std::vector<BeamInput> items_;
   std::vector<float> log_probs_, candidates_;
+  std::vector<SoftmaxPart> parts_;  // per half row
   TorchTopK topk_;
 };
 
