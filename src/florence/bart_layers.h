@@ -32,7 +32,7 @@ struct BartAttentionWeights {
   // bf16 copies, filled only when an option asks for them (ModelOptions::bf16_decoder for the
   // decoder's per-step products, bf16_encoders for the encoder); empty ones mean fp32.
   nn::Bf16Weights q16, k16, v16, out16;
-  // Packed copies for decode steps (BartDecoder::use_huge_page_weights on AVX-512 CPUs).
+  // Packed copies for decode steps (BartDecoder::use_huge_page_weights on AVX2/AVX-512).
   nn::PackedWeights q_p, k_p, v_p, out_p;
 };
 

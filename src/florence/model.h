@@ -59,8 +59,8 @@ struct ModelOptions {
   bool bf16_encoders = false;
   // Otherwise the fp32 weights the decode steps stream are copied onto huge pages by the first
   // start() (BartDecoder::use_huge_page_weights; same resident size, 0.1-0.5 s once; packed for
-  // the faster decode product on AVX-512 CPUs), as the mapped weights are read in on first use. Off keeps the steps on the file's page cache, which
-  // processes on one machine share.
+  // the faster decode product on AVX2/AVX-512 CPUs), as the mapped weights are read in on first
+  // use. Off keeps the steps on the file's page cache, which processes on one machine share.
   bool huge_page_decoder = true;
 };
 

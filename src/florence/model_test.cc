@@ -242,8 +242,8 @@ TEST_P(ModelTiny, GreedyReproducesTransformersForEveryPair) {
 }
 
 // The decoder's weights on huge-page copies (the default) or read in place from the file: the
-// same numbers, so bit-identical logits at every step. Where they are packed instead (AVX-512
-// CPUs, fp32 files) the sums run in another order: logits within fp32 rounding, same argmax.
+// same numbers, so bit-identical logits at every step. Where they are packed instead (AVX2 or
+// AVX-512 CPUs, fp32 files) the sums run in another order: logits within fp32 rounding, same argmax.
 TEST_P(ModelTiny, HugePageWeightsGiveTheSameLogitsAsTheFile) {
   const Fixture& f = fixture();
   const Pair& p = f.pairs.front();

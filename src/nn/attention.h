@@ -51,11 +51,12 @@ void attention(const SeqView& q, const SeqView& k, const SeqView& v, const Atten
 // [hd, S], so both products of a step are small-M products over contiguous rows (nn::linear's
 // decode-size kernel) and read every key and value exactly once, from huge pages. Through sgemm
 // on the [S, d] rows as projected (12 strided column slices of every row, packed on every call)
-// Florence-2-base's 6 layers took 3.0 ms per step; this way 1.3-1.4 ms. On AVX-512 CPUs both are
-// PackedWeights instead (keys as S outputs of hd inputs, values as hd outputs of S inputs: the
-// values are then [S, hd] as projected): the products need no horizontal sums. Florence-2-base's
-// cross-attention per step on Zen 4: 0.68-0.74 ms instead of 0.84-0.90 when the machine read
-// fast, 0.79-1.00 instead of 0.97-1.09 when it read slowly.
+// Florence-2-base's 6 layers took 3.0 ms per step; this way 1.3-1.4 ms. On AVX2/AVX-512 CPUs
+// both are PackedWeights instead (keys as S outputs of hd inputs, values as hd outputs of S
+// inputs: the values are then [S, hd] as projected): the products need no horizontal sums.
+// Florence-2-base's cross-attention per step on Zen 4: 0.68-0.74 ms instead of 0.84-0.90 when the
+// machine read fast, 0.79-1.00 instead of 0.97-1.09 when it read slowly; on Zen 3 ~1.4 instead of
+// ~1.55 ms.
 class FixedKv {
  public:
   FixedKv() = default;
@@ -73,7 +74,7 @@ class FixedKv {
   std::vector<int64_t> lengths_;  // [batch]
   Tensor keys_;                   // [batch, heads, S, hd]
   Tensor values_t_;               // [batch, heads, hd, S]
-  // AVX-512 CPUs (keys_ and values_t_ then stay empty): [batch · heads] keys, then as many values.
+  // Packing CPUs (keys_ and values_t_ then stay empty): [batch · heads] keys, then as many values.
   std::vector<PackedWeights> packed_;
 };
 

@@ -349,15 +349,15 @@ namespace {
 // out[r][c] = x[r] · w[64b + c] for R rows of x and one block b of packed weights ([K][64]):
 // R × 4 accumulators, x[r][i] broadcast, the block's K × 256 bytes read once in order.
 template <int R>
-__attribute__((target("avx512f"))) void packed_block(const float* x, int64_t k,
-                                                     const float* block, float* out) {
+__attribute__((target("avx512f"))) void packed_block_avx512(const float* x, int64_t k,
+                                                            const float* block, float* out) {
   __m512 acc[R][4];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int u = 0; u < 4; ++u) acc[r][u] = _mm512_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
-    const float* wi = block + i * PackedWeights::kBlock;
+    const float* wi = block + i * 64;
     const __m512 w0 = _mm512_loadu_ps(wi), w1 = _mm512_loadu_ps(wi + 16),
                  w2 = _mm512_loadu_ps(wi + 32), w3 = _mm512_loadu_ps(wi + 48);
 #pragma GCC unroll 4
@@ -372,21 +372,55 @@ __attribute__((target("avx512f"))) void packed_block(const float* x, int64_t k,
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) _mm512_storeu_ps(out + r * PackedWeights::kBlock + 16 * u, acc[r][u]);
+    for (int u = 0; u < 4; ++u) _mm512_storeu_ps(out + r * 64 + 16 * u, acc[r][u]);
 }
 
 #pragma GCC diagnostic pop
 
+// The same for blocks of 32 outputs ([K][32]) in ymm registers: R <= 3 rows × 4 accumulators, R
+// broadcasts and one weight vector at a time fill the 16 registers.
+template <int R>
+__attribute__((target("avx2,fma"))) void packed_block_avx2(const float* x, int64_t k,
+                                                           const float* block, float* out) {
+  __m256 acc[R][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[r][u] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const float* wi = block + i * 32;
+    __m256 xb[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) xb[r] = _mm256_broadcast_ss(x + r * k + i);
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m256 wv = _mm256_loadu_ps(wi + 8 * u);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][u] = _mm256_fmadd_ps(xb[r], wv, acc[r][u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) _mm256_storeu_ps(out + r * 32 + 8 * u, acc[r][u]);
+}
+
 std::atomic<bool> row_major_forced{false};  // detail::force_row_major_decode (tests)
+std::atomic<bool> avx2_forced{false};       // detail::force_avx2_packing (tests)
 
 }  // namespace
 
 void detail::force_row_major_decode(bool on) { row_major_forced.store(on); }
+void detail::force_avx2_packing(bool on) { avx2_forced.store(on); }
 
-bool PackedWeights::supported() {
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok && !row_major_forced.load(std::memory_order_relaxed);
+int64_t PackedWeights::native_block() {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (row_major_forced.load(std::memory_order_relaxed)) return 0;
+  if (avx512 && !avx2_forced.load(std::memory_order_relaxed)) return 64;
+  return have_avx2_fma() ? 32 : 0;
 }
+
+bool PackedWeights::supported() { return native_block() > 0; }
 
 std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weights) {
   std::vector<Size> shapes;
@@ -402,7 +436,8 @@ std::vector<PackedWeights> PackedWeights::from_all(std::span<const Tensor> weigh
 
 std::vector<PackedWeights> PackedWeights::from_rows(std::span<const Size> shapes,
                                                     const RowReader& read) {
-  if (!supported()) throw ShapeError("PackedWeights: this CPU has no AVX-512");
+  const int64_t nb = native_block();
+  if (nb == 0) throw ShapeError("PackedWeights: this CPU has neither AVX-512 nor AVX2 with FMA");
   if (shapes.empty()) return {};
   std::vector<int64_t> offsets;  // in floats; every part starts on a 64-byte line
   int64_t total = 0;
@@ -411,35 +446,36 @@ std::vector<PackedWeights> PackedWeights::from_rows(std::span<const Size> shapes
       throw ShapeError("PackedWeights: weight [" + std::to_string(shape.rows) + ", " +
                        std::to_string(shape.cols) + "]");
     offsets.push_back(total);
-    total += (shape.rows + kBlock - 1) / kBlock * kBlock * shape.cols;
+    total += (shape.rows + nb - 1) / nb * nb * shape.cols;
   }
   // One mapping for all: a huge page each would round every one up to 2 MiB of resident memory.
   const Tensor all = Tensor::empty_on_huge_pages({total});  // zero-filled: the padding
   std::vector<PackedWeights> out;
   detail::apply_num_threads();
   for (size_t i = 0; i < shapes.size(); ++i) {
-    const int64_t n = shapes[i].rows, k = shapes[i].cols, blocks = (n + kBlock - 1) / kBlock;
+    const int64_t n = shapes[i].rows, k = shapes[i].cols, blocks = (n + nb - 1) / nb;
     PackedWeights p;
-    p.packed_ = all.slice0(offsets[i], offsets[i] + blocks * k * kBlock).reshape({blocks * k, kBlock});
+    p.packed_ = all.slice0(offsets[i], offsets[i] + blocks * k * nb).reshape({blocks * k, nb});
     p.rows_ = n;
     p.cols_ = k;
+    p.block_ = nb;
     float* packed = p.packed_.mutable_data();
     std::atomic<bool> failed{false};
     parallel_for(blocks, 1, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> rows;
-      rows.resize(kBlock * k);
-      for (int64_t b = begin; b < end && !failed; ++b) {  // one block of 64 rows at a time
-        const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock), count = r1 - r0;
+      rows.resize(nb * k);
+      for (int64_t b = begin; b < end && !failed; ++b) {  // one block of rows at a time
+        const int64_t r0 = b * nb, r1 = std::min(n, r0 + nb), count = r1 - r0;
         try {
           read(i, r0, r1, rows.data());
         } catch (...) {
           failed = true;  // no throwing out of an OpenMP region
           return;
         }
-        // A transpose of the block: its 64-float lines written in order, the rows read from L2.
-        float* dst = packed + b * k * kBlock;
+        // A transpose of the block: its lines written in order, the rows read from L2.
+        float* dst = packed + b * k * nb;
         for (int64_t c = 0; c < k; ++c)
-          for (int64_t r = 0; r < count; ++r) dst[c * kBlock + r] = rows[r * k + c];
+          for (int64_t r = 0; r < count; ++r) dst[c * nb + r] = rows[r * k + c];
       }
     });
     if (failed)
@@ -453,26 +489,36 @@ PackedWeights PackedWeights::from(const Tensor& w) { return from_all({&w, 1}).fr
 
 namespace {
 
-// The products of blocks [b0, b1) of w with all m rows of x, in groups of up to 4 rows (for more,
-// each block, K × 256 bytes, is read again from L2); store(r, j0, cols, sums) takes row r's sums
-// for outputs [j0, j0 + cols) while they are in cache.
+// The products of blocks [b0, b1) of w with all m rows of x, in groups of up to 4 rows (3 on
+// AVX2; for more, each block, K × block × 4 bytes, is read again from L2); store(r, j0, cols,
+// sums) takes row r's sums for outputs [j0, j0 + cols) while they are in cache.
 template <typename Store>
 void packed_blocks(const float* x, int64_t m, const PackedWeights& w, int64_t b0, int64_t b1,
                    const Store& store) {
-  const int64_t k = w.cols(), n = w.rows(), nb = PackedWeights::kBlock;
+  const int64_t k = w.cols(), n = w.rows(), nb = w.block();
+  const bool wide = nb == 64;
+  const int64_t group = wide ? 4 : 3;
   thread_local std::vector<float> out;
-  out.resize(4 * nb);
+  out.resize(group * nb);
   for (int64_t b = b0; b < b1; ++b) {
     const float* block = w.data() + b * k * nb;
     const int64_t j0 = b * nb, cols = std::min(nb, n - j0);
-    for (int64_t r0 = 0; r0 < m; r0 += 4) {
-      const int64_t rows = std::min<int64_t>(4, m - r0);
+    for (int64_t r0 = 0; r0 < m; r0 += group) {
+      const int64_t rows = std::min(group, m - r0);
       const float* xr = x + r0 * k;
-      switch (rows) {
-        case 1: packed_block<1>(xr, k, block, out.data()); break;
-        case 2: packed_block<2>(xr, k, block, out.data()); break;
-        case 3: packed_block<3>(xr, k, block, out.data()); break;
-        default: packed_block<4>(xr, k, block, out.data()); break;
+      if (wide) {
+        switch (rows) {
+          case 1: packed_block_avx512<1>(xr, k, block, out.data()); break;
+          case 2: packed_block_avx512<2>(xr, k, block, out.data()); break;
+          case 3: packed_block_avx512<3>(xr, k, block, out.data()); break;
+          default: packed_block_avx512<4>(xr, k, block, out.data()); break;
+        }
+      } else {
+        switch (rows) {
+          case 1: packed_block_avx2<1>(xr, k, block, out.data()); break;
+          case 2: packed_block_avx2<2>(xr, k, block, out.data()); break;
+          default: packed_block_avx2<3>(xr, k, block, out.data()); break;
+        }
       }
       for (int64_t r = 0; r < rows; ++r) store(r0 + r, j0, cols, out.data() + r * nb);
     }
@@ -484,11 +530,11 @@ void packed_blocks(const float* x, int64_t m, const PackedWeights& w, int64_t b0
 void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
   check_shapes(x, w.rows(), w.cols(), bias, y, "packed");
-  const int64_t n = w.rows(), nb = PackedWeights::kBlock;
+  const int64_t n = w.rows(), nb = w.block();
   const float* bp = bias ? bias->data() : nullptr;
   float* yp = y.mutable_data();
   detail::apply_num_threads();
-  // Whole blocks per thread (192 KB of a 768-input weight each), one stream through memory.
+  // Whole blocks per thread (96-192 KB of a 768-input weight each), one stream through memory.
   parallel_for((n + nb - 1) / nb, 1, [&](int64_t begin, int64_t end) {
     packed_blocks(x.data(), x.rows(), w, begin, end,
                   [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
@@ -501,7 +547,7 @@ void packed_product(const float* x, int64_t m, const PackedWeights& w, float* y,
   if (m < 1 || w.empty() || ldy < w.rows())
     throw ShapeError("packed_product: " + std::to_string(m) + " rows of x, " +
                      std::to_string(w.rows()) + " outputs, ldy " + std::to_string(ldy));
-  packed_blocks(x, m, w, 0, (w.rows() + PackedWeights::kBlock - 1) / PackedWeights::kBlock,
+  packed_blocks(x, m, w, 0, (w.rows() + w.block() - 1) / w.block(),
                 [&](int64_t r, int64_t j0, int64_t cols, const float* sums) {
                   std::memcpy(y + r * ldy + j0, sums, cols * sizeof(float));
                 });

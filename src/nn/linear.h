@@ -63,25 +63,27 @@ bool bf16_gemm_supported();
 void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
 
-// Weights [N, K] repacked for decode-size products on AVX-512 CPUs: blocks of 64 outputs, each
-// stored [K][64] (the last block padded with zeros), on huge pages. x · wᵀ then reads the weights
-// as one sequential stream, x broadcast, no horizontal sums: on Zen 4 1.01-1.19x the time of a
+// Weights [N, K] repacked for decode-size products: blocks of block() outputs, each stored
+// [K][block()] (the last block padded with zeros), on huge pages. x · wᵀ then reads the weights as
+// one sequential stream, x broadcast, no horizontal sums. The block is the CPU's: 64 outputs on
+// AVX-512 (4 zmm per row of x), 32 on AVX2 (4 ymm per row). On Zen 4 1.01-1.19x the time of a
 // plain read of the same bytes, where the loop over row-major weights took 1.12-1.40x
 // (bench/florence/decode_kernels.cc). A copy; the decoder keeps its streamed weights this way.
 class PackedWeights {
  public:
-  static constexpr int64_t kBlock = 64;
+  static constexpr int64_t kMaxBlock = 64;
   PackedWeights() = default;
-  static bool supported();  // whether this CPU runs the packed product (AVX-512F)
+  static bool supported();        // whether this CPU runs a packed product (AVX2+FMA or AVX-512F)
+  static int64_t native_block();  // the block width packing uses here: 64 or 32 (0: unsupported)
   static PackedWeights from(const Tensor& w);  // w [N, K]; ShapeError unless supported()
   // Several weights packed in order into one mapping (one huge page each would round every one
   // up to 2 MiB of resident memory).
   static std::vector<PackedWeights> from_all(std::span<const Tensor> weights);
   // The same with the rows given by `read`: read(i, r0, r1, out) writes rows [r0, r1) of matrix
-  // i (row-major, r1 - r0 <= 64, shapes[i] = {N, K}). The decoder preads its weights from the
-  // file this way rather than fault the mapped pages in; nn::FixedKv gathers its heads' keys and
-  // values. It may be called from several threads at once; an exception it throws becomes a
-  // ShapeError.
+  // i (row-major, r1 - r0 <= native_block(), shapes[i] = {N, K}). The decoder preads its weights
+  // from the file this way rather than fault the mapped pages in; nn::FixedKv gathers its heads'
+  // keys and values. It may be called from several threads at once; an exception it throws
+  // becomes a ShapeError.
   struct Size {
     int64_t rows, cols;
   };
@@ -89,16 +91,17 @@ class PackedWeights {
   static std::vector<PackedWeights> from_rows(std::span<const Size> shapes, const RowReader& read);
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
+  int64_t block() const { return block_; }
   bool empty() const { return rows_ == 0; }
   const float* data() const { return packed_.data(); }
 
  private:
-  Tensor packed_;  // [blocks · K, 64]
-  int64_t rows_ = 0, cols_ = 0;
+  Tensor packed_;  // [blocks · K, block]
+  int64_t rows_ = 0, cols_ = 0, block_ = 0;
 };
 
 // As linear() above with packed weights, for any number of rows of x (groups of 4 rows per
-// block; past a few rows it is compute-bound, so meant for decode steps).
+// block on AVX-512, 3 on AVX2; past a few rows it is compute-bound, so meant for decode steps).
 void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
 
@@ -112,8 +115,10 @@ void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Pack
 
 namespace detail {
 // Tests: makes PackedWeights::supported() false (process-wide), so that callers choosing by it
-// take their row-major path on an AVX-512 CPU too and both paths are checked there.
+// take their row-major path on a CPU that packs and both paths are checked there.
 void force_row_major_decode(bool on);
+// Tests: weights packed from now on take AVX2's 32-output blocks on an AVX-512 CPU too.
+void force_avx2_packing(bool on);
 }  // namespace detail
 
 // y[r, j] = x[r] · w[j] for x [m, w.cols()] (contiguous, any m) and packed weights, on the

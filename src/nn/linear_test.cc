@@ -131,9 +131,22 @@ TEST(Linear, Bf16WeightsRoundToNearestEvenAndMatchFp32OnRoundedValues) {
   }
 }
 
-// Packed weights (AVX-512 CPUs): the same products as row-major ones, for every row count (groups
-// of 4 per block), N not a multiple of the 64-output block, K not of 16, and the epilogues. On a
-// CPU without AVX-512 packing is refused, and the decoder keeps its row-major weights.
+// The block widths this CPU packs with: 64 and 32 on AVX-512 (detail::force_avx2_packing), 32 on
+// AVX2; none where packing is refused. The switch is left off again.
+std::vector<int64_t> packing_widths() {
+  std::vector<int64_t> widths;
+  for (bool avx2 : {false, true}) {
+    detail::force_avx2_packing(avx2);
+    const int64_t nb = PackedWeights::native_block();
+    if (nb > 0 && (widths.empty() || widths.back() != nb)) widths.push_back(nb);
+  }
+  detail::force_avx2_packing(false);
+  return widths;
+}
+
+// Packed weights (AVX2 or AVX-512 CPUs): the same products as row-major ones, for every row count
+// (groups of 4 or 3 per block), N not a multiple of the block, K not of 16, and the epilogues, in
+// each block width the CPU has. Where packing is refused, the decoder keeps its row-major weights.
 TEST(Linear, PackedWeightsGiveTheRowMajorProducts) {
   if (!PackedWeights::supported()) {
     EXPECT_THROW(PackedWeights::from(random_tensor({4, 4}, 1)), ShapeError);
@@ -142,26 +155,32 @@ TEST(Linear, PackedWeightsGiveTheRowMajorProducts) {
   struct Case {
     int64_t m, k, n;
   };
-  for (const Case c : {Case{1, 13, 1}, Case{3, 768, 65}, Case{2, 100, 64}, Case{4, 64, 1031},
-                       Case{5, 32, 200}, Case{16, 20, 63}, Case{19, 48, 130}}) {
-    Tensor x = random_tensor({c.m, c.k}, 7), w = random_tensor({c.n, c.k}, 8);
-    Tensor b = random_tensor({c.n}, 9);
-    const PackedWeights packed = PackedWeights::from(w);
-    EXPECT_EQ(packed.rows(), c.n);
-    EXPECT_EQ(packed.cols(), c.k);
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      Tensor y = Tensor::empty({c.m, c.n});
-      linear(x, packed, &b, y);
-      EXPECT_LT(rel_error(y, reference_linear(x, w, &b, false)), 1e-5) << c.m << "x" << c.k << "x" << c.n;
-      linear(x, packed, nullptr, y, {.activation = Activation::kGelu});
-      EXPECT_LT(rel_error(y, reference_linear(x, w, nullptr, true)), 1e-5) << c.m << " gelu";
-      // accumulate: y (the GELU product) + x·wᵀ + b
-      std::vector<double> want = reference_linear(x, w, nullptr, true);
-      const std::vector<double> plain = reference_linear(x, w, &b, false);
-      for (size_t i = 0; i < want.size(); ++i) want[i] += plain[i];
-      linear(x, packed, &b, y, {.accumulate = true});
-      EXPECT_LT(rel_error(y, want), 1e-5) << c.m << " accumulate";
+  for (const int64_t width : packing_widths()) {
+    for (const Case c : {Case{1, 13, 1}, Case{3, 768, 65}, Case{2, 100, 64}, Case{4, 64, 1031},
+                         Case{5, 32, 200}, Case{16, 20, 63}, Case{19, 48, 130}, Case{7, 40, 33}}) {
+      Tensor x = random_tensor({c.m, c.k}, 7), w = random_tensor({c.n, c.k}, 8);
+      Tensor b = random_tensor({c.n}, 9);
+      detail::force_avx2_packing(width == 32);
+      const PackedWeights packed = PackedWeights::from(w);
+      detail::force_avx2_packing(false);
+      EXPECT_EQ(packed.block(), width);
+      EXPECT_EQ(packed.rows(), c.n);
+      EXPECT_EQ(packed.cols(), c.k);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Tensor y = Tensor::empty({c.m, c.n});
+        linear(x, packed, &b, y);
+        EXPECT_LT(rel_error(y, reference_linear(x, w, &b, false)), 1e-5)
+            << c.m << "x" << c.k << "x" << c.n;
+        linear(x, packed, nullptr, y, {.activation = Activation::kGelu});
+        EXPECT_LT(rel_error(y, reference_linear(x, w, nullptr, true)), 1e-5) << c.m << " gelu";
+        // accumulate: y (the GELU product) + x·wᵀ + b
+        std::vector<double> want = reference_linear(x, w, nullptr, true);
+        const std::vector<double> plain = reference_linear(x, w, &b, false);
+        for (size_t i = 0; i < want.size(); ++i) want[i] += plain[i];
+        linear(x, packed, &b, y, {.accumulate = true});
+        EXPECT_LT(rel_error(y, want), 1e-5) << c.m << " accumulate";
+      }
     }
   }
   EXPECT_THROW(linear(random_tensor({3, 12}, 1), PackedWeights::from(random_tensor({8, 13}, 2)),
@@ -183,7 +202,7 @@ TEST(Linear, PackedWeightsFromAReaderKeepEachWeightApart) {
   std::vector<std::atomic<int64_t>> rows_read(ws.size());  // the reader runs on the op threads
   const std::vector<PackedWeights> packed = PackedWeights::from_rows(
       shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
-        ASSERT_LE(r1 - r0, PackedWeights::kBlock);
+        ASSERT_LE(r1 - r0, PackedWeights::native_block());
         rows_read[i] += r1 - r0;
         std::copy_n(ws[i].data() + r0 * ws[i].dim(1), (r1 - r0) * ws[i].dim(1), out);
       });
