@@ -13,7 +13,7 @@
 //               PyTorch side; per token = decode / steps. step() alone is timed through a
 //               forwarding DecoderSession (decoder_forward_per_step_s).
 //   decode_paired_with_reads  once more after the runs (and after the peak RSS is read): every
-//               step followed by a plain read of as many bytes as its weights; the median of
+//               step preceded by a plain read of as many bytes as its weights; the median of
 //               step / read over the pairs is the step against its bound at that moment.
 // One warm-up run (reported as "first"), then --runs runs; the fastest is reported.
 //
@@ -89,10 +89,12 @@ class TimedSession : public florence::DecoderSession {
   std::vector<double> entries_, steps_;
 };
 
-// Decode steps in turns with a plain read of as many bytes as a step's weights (ReadBuffer, after
-// each step() returns): pairs of (whole step, read) taken within milliseconds of each other, so a
-// flip of the machine's read rate hits both. A whole step = step() + search + reorder, the read's
-// own time left out.
+// Decode steps in turns with a plain read of as many bytes as a step's weights (ReadBuffer, at the
+// start of each step() call): pairs of (whole step, read) taken within milliseconds of each
+// other, so a flip of the machine's read rate hits both. A whole step = step() + search + reorder,
+// from the end of one read to the start of the next. The read goes before step(), not after it:
+// there it would evict the logits the search is about to read, which in a real decode come
+// warm out of lm_head; before step() it evicts only what the step's own 356 MB stream evicts.
 class PairedSession : public florence::DecoderSession {
  public:
   using PhaseTime = florence::DecoderSession::PhaseTime;
@@ -102,27 +104,24 @@ class PairedSession : public florence::DecoderSession {
   int vocab_size() const override { return inner_.vocab_size(); }
   const float* step(const std::vector<int32_t>& tokens) override {
     const double entry = now_s();
-    if (previous_entry_ > 0) {
-      ++steps_;
-      // The first step alone includes first-use costs: pairs from the second step on.
-      if (steps_ > 1) {
-        const double step_s = entry - previous_entry_ - previous_read_;
-        double forward_s = 0;
-        for (const PhaseTime& p : previous_phases_) forward_s += p.seconds;
-        std::vector<PhaseTime> phases = previous_phases_;
-        phases.push_back({"search", step_s - forward_s});
-        pairs_.push_back({step_s, previous_read_, std::move(phases)});
-      }
+    // The first step alone includes first-use costs: pairs from the second step on.
+    if (++steps_ > 2) {
+      const double step_s = entry - previous_start_;
+      double forward_s = 0;
+      for (const PhaseTime& p : previous_phases_) forward_s += p.seconds;
+      std::vector<PhaseTime> phases = previous_phases_;
+      phases.push_back({"search", step_s - forward_s});
+      pairs_.push_back({step_s, previous_read_, std::move(phases)});
     }
+    previous_read_ = buffer_.read_once_s(threads_);
+    previous_start_ = now_s();
     const float* logits = inner_.step(tokens);
     previous_phases_ = phase_deltas();
-    previous_read_ = buffer_.read_once_s(threads_);
-    previous_entry_ = entry;
     return logits;
   }
   void reorder(const std::vector<int>& parents) override { inner_.reorder(parents); }
-  // A whole step, the read after it, and the step's parts: the decoder's phases, then "search"
-  // (everything outside step(): search, reorder).
+  // A whole step, the read just before it, and the step's parts: the decoder's phases, then
+  // "search" (everything outside step(): search, reorder).
   struct Pair {
     double step_s, read_s;
     std::vector<PhaseTime> phases;
@@ -143,7 +142,7 @@ class PairedSession : public florence::DecoderSession {
   bench::ReadBuffer& buffer_;
   const int threads_;
   std::vector<PhaseTime> totals_, previous_phases_;
-  double previous_entry_ = 0, previous_read_ = 0;
+  double previous_start_ = 0, previous_read_ = 0;
   int steps_ = 0;
   std::vector<Pair> pairs_;
 };
