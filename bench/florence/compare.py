@@ -21,7 +21,7 @@ Derived numbers (written out so they can be checked by hand):
                  several probes (run.sh probes before PyTorch and after celeriac) the highest
                  read rate is used: the strictest bound the machine showed during the run.
                  The goal itself is judged on celeriac_bench_florence's paired decode: every
-                 step followed by a plain read of as many bytes as its weights (same threads),
+                 step preceded by a plain read of as many bytes as its weights (same threads),
                  the median of step / read over the steps, also apart for the steps whose read
                  ran above and below 45 GB/s (met only if each state that occurred is within
                  1.3x as well). This machine's read rate flips
@@ -82,7 +82,7 @@ def cpu_flags() -> set:
 
 def decode_goal(cc: dict, step_bound_s: float, step_bw: float, bound_s: float) -> tuple:
     """The decode-step goal, judged on the paired measurement when there is one: each step
-    followed by a plain read of as many bytes as its weights, so the median of step / read is the
+    preceded by a plain read of as many bytes as its weights, so the median of step / read is the
     step against its bound at that moment. The timed runs' median step against the read rate
     taken after the decode, and against the best probe, are shown beside it."""
     step = cc["best"]["decode_step_median_s"]
@@ -103,7 +103,7 @@ def decode_goal(cc: dict, step_bound_s: float, step_bw: float, bound_s: float) -
             states.append(f"{name} ({part['read_gbs_median']:.0f} GB/s, {part['pairs']} steps): "
                           f"{part['step_to_read_median']:.2f}x")
     return ("decode step <= 1.3x the bandwidth bound", met,
-            f"{ratio:.2f}x, median over {paired['pairs']} steps each followed by a read of its "
+            f"{ratio:.2f}x, median over {paired['pairs']} steps each preceded by a read of its "
             f"{paired['weight_bytes'] / 1e6:.0f} MB (step {paired['step_median_s'] * 1e3:.1f} ms, "
             f"read {paired['read_median_s'] * 1e3:.1f} ms = {paired['read_gbs_median']:.1f} GB/s; "
             + "; ".join(states) + "); " + beside)

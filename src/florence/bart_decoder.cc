@@ -114,9 +114,16 @@ const float* BartDecoderSession::step(const std::vector<int32_t>& tokens) {
     const int li = static_cast<int>(l);
     // Self-attention: this position's keys/values go straight into the cache block.
     const BartAttentionWeights& sa = layer.self_attn;
-    nn::linear(x_, sa.q_w, sa.q16, sa.q_p, &sa.q_b, q_);
-    nn::linear(x_, sa.k_w, sa.k16, sa.k_p, &sa.k_b, cache_.keys(li, t));
-    nn::linear(x_, sa.v_w, sa.v16, sa.v_p, &sa.v_b, cache_.values(li, t));
+    if (!sa.q_p.empty()) {  // packed: the three in one pass
+      const nn::PackedOutput qkv[] = {{&sa.q_p, &sa.q_b, q_},
+                                      {&sa.k_p, &sa.k_b, cache_.keys(li, t)},
+                                      {&sa.v_p, &sa.v_b, cache_.values(li, t)}};
+      nn::linear(x_, qkv);
+    } else {
+      nn::linear(x_, sa.q_w, sa.q16, sa.q_p, &sa.q_b, q_);
+      nn::linear(x_, sa.k_w, sa.k16, sa.k_p, &sa.k_b, cache_.keys(li, t));
+      nn::linear(x_, sa.v_w, sa.v16, sa.v_p, &sa.v_b, cache_.values(li, t));
+    }
     mark(kSelfQkv);
     cache_.attend(li, q_, heads_, scale_, attended_);
     mark(kSelfAttend);

@@ -549,6 +549,30 @@ void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const T
   });
 }
 
+void linear(const Tensor& x, std::span<const PackedOutput> outputs) {
+  std::vector<int64_t> first_block{0};  // outputs[i]'s blocks are [first_block[i], [i + 1])
+  for (const PackedOutput& o : outputs) {
+    check_shapes(x, o.weights->rows(), o.weights->cols(), o.bias, o.y, "packed");
+    const int64_t nb = o.weights->block();
+    first_block.push_back(first_block.back() + (o.weights->rows() + nb - 1) / nb);
+  }
+  detail::apply_num_threads();
+  parallel_for(first_block.back(), 1, [&](int64_t begin, int64_t end) {
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const int64_t b0 = std::max(begin, first_block[i]), b1 = std::min(end, first_block[i + 1]);
+      if (b0 >= b1) continue;
+      const PackedOutput& o = outputs[i];
+      const int64_t n = o.weights->rows();
+      const float* bp = o.bias ? o.bias->data() : nullptr;
+      float* yp = o.y.mutable_data();
+      packed_blocks(x.data(), x.rows(), *o.weights, b0 - first_block[i], b1 - first_block[i],
+                    [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
+                      finish_row(sums, cols, bp ? bp + j0 : nullptr, {}, yp + r * n + j0);
+                    });
+    }
+  });
+}
+
 void packed_product(const float* x, int64_t m, const PackedWeights& w, float* y, int64_t ldy) {
   if (m < 1 || w.empty() || ldy < w.rows())
     throw ShapeError("packed_product: " + std::to_string(m) + " rows of x, " +

@@ -188,6 +188,30 @@ TEST(Linear, PackedWeightsGiveTheRowMajorProducts) {
                ShapeError);
 }
 
+// Products of one x with several packed weights in one pass: each output as its own product,
+// whatever its block count (so that ranges split between threads inside one weight or across two).
+TEST(Linear, PackedOutputsGiveEachProduct) {
+  if (!PackedWeights::supported()) return;  // packing refused: the decoder takes three calls
+  const std::vector<Tensor> ws = {random_tensor({70, 24}, 1), random_tensor({5, 24}, 2),
+                                  random_tensor({130, 24}, 3)};
+  const std::vector<PackedWeights> packed = PackedWeights::from_all(ws);
+  const Tensor x = random_tensor({3, 24}, 4), bias = random_tensor({130}, 5);
+  const Tensor b0 = bias.slice0(0, 70), b2 = bias.slice0(0, 130);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    const Tensor y0 = Tensor::empty({3, 70}), y1 = Tensor::empty({3, 5}),
+                 y2 = Tensor::empty({3, 130});
+    const PackedOutput outputs[] = {{&packed[0], &b0, y0}, {&packed[1], nullptr, y1},
+                                    {&packed[2], &b2, y2}};
+    linear(x, outputs);
+    EXPECT_LT(rel_error(y0, reference_linear(x, ws[0], &b0, false)), 1e-5) << threads;
+    EXPECT_LT(rel_error(y1, reference_linear(x, ws[1], nullptr, false)), 1e-5) << threads;
+    EXPECT_LT(rel_error(y2, reference_linear(x, ws[2], &b2, false)), 1e-5) << threads;
+  }
+  const PackedOutput wrong[] = {{&packed[0], nullptr, Tensor::empty({3, 69})}};
+  EXPECT_THROW(linear(x, wrong), ShapeError);
+}
+
 // Several weights packed into one mapping, their rows given by a reader (as the decoder preads
 // them from the file): each gives its own products, and every row is asked for exactly once.
 TEST(Linear, PackedWeightsFromAReaderKeepEachWeightApart) {
