@@ -495,6 +495,9 @@ PackedWeights PackedWeights::from(const Tensor& w) { return from_all({&w, 1}).fr
 
 namespace {
 
+// Packed blocks per work item of a parallel product (nn::parallel_for_dynamic).
+constexpr int64_t kBlocksPerChunk = 2;
+
 // The products of blocks [b0, b1) of w with all m rows of x, in groups of up to 4 rows (3 on
 // AVX2; for more, each block, K × block × 4 bytes, is read again from L2); store(r, j0, cols,
 // sums) takes row r's sums for outputs [j0, j0 + cols) while they are in cache.
@@ -540,8 +543,9 @@ void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const T
   const float* bp = bias ? bias->data() : nullptr;
   float* yp = y.mutable_data();
   detail::apply_num_threads();
-  // Whole blocks per thread (96-192 KB of a 768-input weight each), one stream through memory.
-  parallel_for((n + nb - 1) / nb, 1, [&](int64_t begin, int64_t end) {
+  // Whole blocks (96-192 KB of a 768-input weight each), two at a time to whichever thread is
+  // free: the threads' chunks follow each other through memory.
+  parallel_for_dynamic((n + nb - 1) / nb, kBlocksPerChunk, [&](int64_t begin, int64_t end) {
     packed_blocks(x.data(), x.rows(), w, begin, end,
                   [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
                     finish_row(sums, cols, bp ? bp + j0 : nullptr, options, yp + r * n + j0);
@@ -557,7 +561,7 @@ void linear(const Tensor& x, std::span<const PackedOutput> outputs) {
     first_block.push_back(first_block.back() + (o.weights->rows() + nb - 1) / nb);
   }
   detail::apply_num_threads();
-  parallel_for(first_block.back(), 1, [&](int64_t begin, int64_t end) {
+  parallel_for_dynamic(first_block.back(), kBlocksPerChunk, [&](int64_t begin, int64_t end) {
     for (size_t i = 0; i < outputs.size(); ++i) {
       const int64_t b0 = std::max(begin, first_block[i]), b1 = std::min(end, first_block[i + 1]);
       if (b0 >= b1) continue;

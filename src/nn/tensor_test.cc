@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <vector>
 
 #include "nn/threading.h"
 
@@ -103,6 +105,22 @@ TEST(Threading, ParallelForCoversRangeOnce) {
   set_num_threads(0);
   EXPECT_EQ(num_threads(), 1);
   set_num_threads(2);
+}
+
+// Dynamic chunks: every item once, each call one chunk of the asked size (the last one shorter).
+TEST(Threading, ParallelForDynamicHandsOutWholeChunks) {
+  set_num_threads(2);
+  for (int64_t n : {1, 7, 1000}) {
+    std::vector<std::atomic<int>> hits(n);
+    std::atomic<int> short_chunks{0};
+    parallel_for_dynamic(n, 3, [&](int64_t b, int64_t e) {
+      if (b % 3 != 0 || e - b > 3) short_chunks += 100;
+      if (e - b < 3) ++short_chunks;
+      for (int64_t i = b; i < e; ++i) hits[i]++;
+    });
+    for (const std::atomic<int>& h : hits) ASSERT_EQ(h.load(), 1) << n;
+    EXPECT_EQ(short_chunks.load(), n % 3 ? 1 : 0) << n;
+  }
 }
 
 }  // namespace

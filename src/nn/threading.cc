@@ -57,4 +57,18 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   }
 }
 
+void parallel_for_dynamic(int64_t n, int64_t chunk,
+                          const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), chunks));
+  if (threads <= 1 || omp_in_parallel()) {
+    fn(0, n);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t c = 0; c < chunks; ++c) fn(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
 }  // namespace celeriac::nn
