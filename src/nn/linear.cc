@@ -380,7 +380,7 @@ __attribute__((target("avx512f"))) void packed_block_avx512(const float* x, int6
 // The same for blocks of 32 outputs ([K][32]) in ymm registers: R <= 3 rows × 4 accumulators, R
 // broadcasts and one weight vector at a time fill the 16 registers. The lines 768 bytes ahead
 // (6 rows of the block; past its end, the next block's) are prefetched: on Zen 3 one decode
-// step's products took 1.10-1.13x a plain read so, 1.13-1.26x without, alternating in one process
+// step's products took 1.10-1.19x a plain read so, 1.13-1.26x without, alternating in one process
 // (bench/florence/decode_kernels.cc; 384 floats ahead or more, or into L2, gained less).
 template <int R>
 __attribute__((target("avx2,fma"))) void packed_block_avx2(const float* x, int64_t k,
