@@ -538,22 +538,11 @@ void packed_blocks(const float* x, int64_t m, const PackedWeights& w, int64_t b0
 
 void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options) {
-  check_shapes(x, w.rows(), w.cols(), bias, y, "packed");
-  const int64_t n = w.rows(), nb = w.block();
-  const float* bp = bias ? bias->data() : nullptr;
-  float* yp = y.mutable_data();
-  detail::apply_num_threads();
-  // Whole blocks (96-192 KB of a 768-input weight each), two at a time to whichever thread is
-  // free: the threads' chunks follow each other through memory.
-  parallel_for_dynamic((n + nb - 1) / nb, kBlocksPerChunk, [&](int64_t begin, int64_t end) {
-    packed_blocks(x.data(), x.rows(), w, begin, end,
-                  [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
-                    finish_row(sums, cols, bp ? bp + j0 : nullptr, options, yp + r * n + j0);
-                  });
-  });
+  const PackedOutput one[] = {{&w, bias, y}};
+  linear(x, one, options);
 }
 
-void linear(const Tensor& x, std::span<const PackedOutput> outputs) {
+void linear(const Tensor& x, std::span<const PackedOutput> outputs, const LinearOptions& options) {
   std::vector<int64_t> first_block{0};  // outputs[i]'s blocks are [first_block[i], [i + 1])
   for (const PackedOutput& o : outputs) {
     check_shapes(x, o.weights->rows(), o.weights->cols(), o.bias, o.y, "packed");
@@ -561,6 +550,8 @@ void linear(const Tensor& x, std::span<const PackedOutput> outputs) {
     first_block.push_back(first_block.back() + (o.weights->rows() + nb - 1) / nb);
   }
   detail::apply_num_threads();
+  // Whole blocks (96-192 KB of a 768-input weight each), two at a time to whichever thread is
+  // free: the threads' chunks follow each other through memory.
   parallel_for_dynamic(first_block.back(), kBlocksPerChunk, [&](int64_t begin, int64_t end) {
     for (size_t i = 0; i < outputs.size(); ++i) {
       const int64_t b0 = std::max(begin, first_block[i]), b1 = std::min(end, first_block[i + 1]);
@@ -571,7 +562,7 @@ void linear(const Tensor& x, std::span<const PackedOutput> outputs) {
       float* yp = o.y.mutable_data();
       packed_blocks(x.data(), x.rows(), *o.weights, b0 - first_block[i], b1 - first_block[i],
                     [&](int64_t r, int64_t j0, int64_t cols, float* sums) {
-                      finish_row(sums, cols, bp ? bp + j0 : nullptr, {}, yp + r * n + j0);
+                      finish_row(sums, cols, bp ? bp + j0 : nullptr, options, yp + r * n + j0);
                     });
     }
   });

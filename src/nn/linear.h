@@ -105,15 +105,17 @@ class PackedWeights {
 void linear(const Tensor& x, const PackedWeights& w, const Tensor* bias, const Tensor& y,
             const LinearOptions& options = {});
 
-// Several packed products of the same x in one pass, y_i = x · w_iᵀ + b_i (bias may be null):
-// one parallel region over the blocks of all of them in turn, so each thread streams one range
-// and waits once (the decoder's q/k/v projections, adjacent in its packed mapping).
+// Several packed products of the same x in one pass, y_i = act(x · w_iᵀ + b_i) (+ y_i) (bias may
+// be null): one parallel region over the blocks of all of them in turn, so each thread streams
+// one range and waits once (the decoder's q/k/v projections, adjacent in its packed mapping).
+// The single-weight linear() above is this with one output.
 struct PackedOutput {
   const PackedWeights* weights;
   const Tensor* bias;
   Tensor y;
 };
-void linear(const Tensor& x, std::span<const PackedOutput> outputs);
+void linear(const Tensor& x, std::span<const PackedOutput> outputs,
+            const LinearOptions& options = {});
 
 // The bf16 copy when there is one (w16 not empty), else the packed copy (wp not empty), else the
 // fp32 weights: how the model's layers call their products, whichever copies an option or the
