@@ -495,9 +495,6 @@ PackedWeights PackedWeights::from(const Tensor& w) { return from_all({&w, 1}).fr
 
 namespace {
 
-// Packed blocks per work item of a parallel product (nn::parallel_for_dynamic).
-constexpr int64_t kBlocksPerChunk = 2;
-
 // The products of blocks [b0, b1) of w with all m rows of x, in groups of up to 4 rows (3 on
 // AVX2; for more, each block, K × block × 4 bytes, is read again from L2); store(r, j0, cols,
 // sums) takes row r's sums for outputs [j0, j0 + cols) while they are in cache.
@@ -550,9 +547,9 @@ void linear(const Tensor& x, std::span<const PackedOutput> outputs, const Linear
     first_block.push_back(first_block.back() + (o.weights->rows() + nb - 1) / nb);
   }
   detail::apply_num_threads();
-  // Whole blocks (96-192 KB of a 768-input weight each), two at a time to whichever thread is
-  // free: the threads' chunks follow each other through memory.
-  parallel_for_dynamic(first_block.back(), kBlocksPerChunk, [&](int64_t begin, int64_t end) {
+  // Whole blocks (96-192 KB of a 768-input weight each): each thread streams through its share
+  // of all the outputs' blocks, and helps the other at the end.
+  parallel_for_stealing(first_block.back(), [&](int64_t begin, int64_t end) {
     for (size_t i = 0; i < outputs.size(); ++i) {
       const int64_t b0 = std::max(begin, first_block[i]), b1 = std::min(end, first_block[i + 1]);
       if (b0 >= b1) continue;

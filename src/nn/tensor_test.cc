@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "nn/threading.h"
@@ -107,20 +112,46 @@ TEST(Threading, ParallelForCoversRangeOnce) {
   set_num_threads(2);
 }
 
-// Dynamic chunks: every item once, each call one chunk of the asked size (the last one shorter).
-TEST(Threading, ParallelForDynamicHandsOutWholeChunks) {
+// Stealing: every item once, one item per call, each thread's own share walked in order; a thread
+// held up in its first item has the rest of its share done by the other.
+TEST(Threading, ParallelForStealingCoversEveryItemOnce) {
   set_num_threads(2);
-  for (int64_t n : {1, 7, 1000}) {
+  for (int64_t n : {1, 2, 7, 1000}) {
     std::vector<std::atomic<int>> hits(n);
-    std::atomic<int> short_chunks{0};
-    parallel_for_dynamic(n, 3, [&](int64_t b, int64_t e) {
-      if (b % 3 != 0 || e - b > 3) short_chunks += 100;
-      if (e - b < 3) ++short_chunks;
+    std::atomic<int> wide_calls{0};
+    parallel_for_stealing(n, [&](int64_t b, int64_t e) {
+      if (e != b + 1) ++wide_calls;
       for (int64_t i = b; i < e; ++i) hits[i]++;
     });
     for (const std::atomic<int>& h : hits) ASSERT_EQ(h.load(), 1) << n;
-    EXPECT_EQ(short_chunks.load(), n % 3 ? 1 : 0) << n;
+    EXPECT_EQ(wide_calls.load(), 0) << n;
   }
+}
+
+TEST(Threading, ParallelForStealingTakesTheShareOfAThreadHeldUp) {
+  set_num_threads(2);
+  const int64_t n = 40;
+  std::vector<std::atomic<int>> done_by(n);  // OpenMP thread number + 1
+  std::atomic<int> by_second{0};
+  std::atomic<bool> first_started{false}, second_started{false};
+  auto wait_until = [](const std::function<bool()>& done) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  parallel_for_stealing(n, [&](int64_t b, int64_t) {
+    const int me = omp_get_thread_num();
+    if (me == 0 && !first_started.exchange(true))  // thread 0's first item: held to the end
+      wait_until([&] { return by_second.load() == n - 1; });
+    if (me == 1 && !second_started.exchange(true))  // thread 1 starts once thread 0 holds one
+      wait_until([&] { return first_started.load(); });
+    done_by[b] = me + 1;
+    if (me == 1) ++by_second;
+  });
+  int by_first = 0;
+  for (const std::atomic<int>& t : done_by) by_first += t.load() == 1;
+  EXPECT_EQ(by_first, 1);  // thread 1 did its own share and all of thread 0's but one item
+  EXPECT_EQ(by_second.load(), n - 1);
 }
 
 }  // namespace
