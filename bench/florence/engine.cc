@@ -168,13 +168,16 @@ struct Args {
   bool stage_rss = false;
   bool bf16_decoder = false;
   bool bf16_encoders = false;  // --bf16: the decoder's bf16 weights and bf16 encoder GEMMs
+  bool stored_vision = false;  // --stored-vision-weights: no reordered copies (A/B of the option)
 };
 
 Args parse_args(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
-    if (i + 1 >= argc && k != "--stage-rss" && k != "--bf16-decoder" && k != "--bf16") k = "?";
+    if (i + 1 >= argc && k != "--stage-rss" && k != "--bf16-decoder" && k != "--bf16" &&
+        k != "--stored-vision-weights")
+      k = "?";
     if (k == "--model")
       a.model = argv[++i];
     else if (k == "--image")
@@ -195,10 +198,13 @@ Args parse_args(int argc, char** argv) {
       a.bf16_decoder = true;
     else if (argv[i] == std::string("--bf16"))
       a.bf16_decoder = a.bf16_encoders = true;
+    else if (argv[i] == std::string("--stored-vision-weights"))
+      a.stored_vision = true;
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --image FILE [--task T] [--new-tokens N] [--beams K] "
-                   "[--threads N] [--runs N] [--stage-rss] [--bf16-decoder] [--bf16]\n",
+                   "[--threads N] [--runs N] [--stage-rss] [--bf16-decoder] [--bf16] "
+                   "[--stored-vision-weights]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -221,7 +227,9 @@ int main(int argc, char** argv) {
 
   double t0 = now_s();
   florence::Model model(args.model,
-                        {.bf16_decoder = args.bf16_decoder, .bf16_encoders = args.bf16_encoders});
+                        {.bf16_decoder = args.bf16_decoder,
+                         .bf16_encoders = args.bf16_encoders,
+                         .reordered_vision_weights = !args.stored_vision});
   const double load_s = now_s() - t0;
   const long rss_after_load_kib = vm_kib("VmRSS");
   if (!model.tokenizer()) {

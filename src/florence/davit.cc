@@ -78,9 +78,9 @@ void mlp_residual(const nn::Tensor& x, const DavitBlockWeights& w, float eps,
     const nn::Tensor t = tokens.slice0(r0, r1), h = hidden.slice0(0, r1 - r0);
     const nn::Tensor normed_rows = normed.slice0(r0, r1);
     nn::layer_norm(t, w.norm2_w, w.norm2_b, eps, normed_rows);
-    nn::linear(normed_rows, w.fc1_w, w.fc1_16, &w.fc1_b, h,
+    nn::linear(normed_rows, w.fc1_w, w.fc1_16, w.fc1_g, &w.fc1_b, h,
                {.activation = nn::Activation::kGelu});
-    nn::linear(h, w.fc2_w, w.fc2_16, &w.fc2_b, t, {.accumulate = true});
+    nn::linear(h, w.fc2_w, w.fc2_16, w.fc2_g, &w.fc2_b, t, {.accumulate = true});
   }
 }
 
@@ -107,7 +107,7 @@ void spatial_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t head
     const nn::Tensor in = windows.slice0(0, count);
     const nn::Tensor q = qkv.slice0(0, count), a = attended.slice0(0, count);
     nn::window_partition(tmp, window, in, w0);
-    nn::linear(in, w.qkv_w, w.qkv16, &w.qkv_b, q);
+    nn::linear(in, w.qkv_w, w.qkv16, w.qkv_g, &w.qkv_b, q);
     nn::AttentionParams params{.batch = count,
                                .heads = heads,
                                .head_dim = head_dim,
@@ -117,7 +117,7 @@ void spatial_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t head
                   {base + c, per_window, window_stride, 3 * c},
                   {base + 2 * c, per_window, window_stride, 3 * c}, params,
                   {a.mutable_data(), per_window * c, c});
-    nn::linear(a, w.proj_w, w.proj16, &w.proj_b, in);  // proj is per token: window order is fine
+    nn::linear(a, w.proj_w, w.proj16, w.proj_g, &w.proj_b, in);  // proj is per token: window order is fine
     nn::window_reverse(in, window, x, /*accumulate=*/true, w0);
   }
 
@@ -154,16 +154,17 @@ void channel_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t grou
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t r1 = std::min(n, r0 + chunk);
       const nn::Tensor rows = qk.slice0(0, r1 - r0);
-      nn::linear(tokens.slice0(r0, r1), wqk, wqk16, &bqk, rows);
+      nn::linear(tokens.slice0(r0, r1), wqk, wqk16, w.qk_g, &bqk, rows);
       scores.accumulate(rows);
     }
     scores.finish(scale);
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
       const int64_t r1 = std::min(n, r0 + chunk);
       const nn::Tensor vr = v.slice0(0, r1 - r0), ar = attended.slice0(0, r1 - r0);
-      nn::linear(tokens.slice0(r0, r1), wv, wv16, &bv, vr);
+      nn::linear(tokens.slice0(r0, r1), wv, wv16, w.v_g, &bv, vr);
       scores.apply(vr, ar);
-      nn::linear(ar, w.proj_w, w.proj16, &w.proj_b, out.slice0(r0, r1), {.accumulate = true});
+      nn::linear(ar, w.proj_w, w.proj16, w.proj_g, &w.proj_b, out.slice0(r0, r1),
+                 {.accumulate = true});
     }
   }
 
@@ -207,6 +208,30 @@ void VisionEncoder::use_bf16_weights(const Checkpoint& checkpoint) {
         b.fc1_16 = bf16_copy(checkpoint, b.fc1_w);
         b.fc2_16 = bf16_copy(checkpoint, b.fc2_w);
       }
+}
+
+void VisionEncoder::use_reordered_weights(const Checkpoint& checkpoint) {
+  // Reordered for chunks of kChunkRows tokens; a product of another size whose layout oneDNN
+  // would choose differently reads the stored weights instead (nn::linear), so this is a hint.
+  auto reorder = [&](const nn::Tensor& w) { return nn::GemmWeights::from(w, kChunkRows); };
+  auto release = [&](const nn::Tensor& w) {
+    checkpoint.release_pages({w.data(), static_cast<size_t>(w.numel())});
+  };
+  for (DavitStageWeights& stage : stages_) {
+    for (DavitBlockWeights& b : stage.spatial) b.qkv_g = reorder(b.qkv_w);
+    for (DavitBlockWeights& b : stage.channel) {
+      const int64_t c = b.qkv_w.dim(1);
+      b.qk_g = reorder(nn::Tensor::view(b.qkv_w.data(), {2 * c, c}));
+      b.v_g = reorder(nn::Tensor::view(b.qkv_w.data() + 2 * c * c, {c, c}));
+    }
+    for (auto* blocks : {&stage.spatial, &stage.channel})
+      for (DavitBlockWeights& b : *blocks) {
+        b.proj_g = reorder(b.proj_w);
+        b.fc1_g = reorder(b.fc1_w);
+        b.fc2_g = reorder(b.fc2_w);
+        for (const nn::Tensor* w : {&b.qkv_w, &b.proj_w, &b.fc1_w, &b.fc2_w}) release(*w);
+      }
+  }
 }
 
 nn::Tensor VisionEncoder::tower(const nn::Tensor& pixels, std::vector<nn::Tensor>* stages) const {

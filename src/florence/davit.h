@@ -30,6 +30,9 @@ struct DavitBlockWeights {
   nn::Tensor fc1_w, fc1_b;      // [4C, C], [4C]
   nn::Tensor fc2_w, fc2_b;      // [C, 4C], [C]
   nn::Bf16Weights qkv16, proj16, fc1_16, fc2_16;  // bf16 copies (bf16_encoders); empty: fp32
+  // fp32 copies in oneDNN's blocked layout (use_reordered_weights); empty: read as stored. The
+  // channel blocks use q|k and v apart (rows [0, 2C) and [2C, 3C) of qkv), the spatial ones qkv.
+  nn::GemmWeights qkv_g, qk_g, v_g, proj_g, fc1_g, fc2_g;
 };
 
 struct DavitStageWeights {
@@ -56,6 +59,12 @@ class VisionEncoder {
   // accumulation; ModelOptions::bf16_encoders). Convolutions and attention stay fp32. Needs
   // nn::bf16_gemm_supported(). The fp32 pages of what was copied leave the resident set.
   void use_bf16_weights(const Checkpoint& checkpoint);
+
+  // Keeps the blocks' fp32 Linear weights reordered into the layout oneDNN's GEMM prefers
+  // (nn::GemmWeights), so that no product repacks them per call: ~7% less time in the tower on
+  // Zen 4. A copy of ~335 MB on Florence-2-base, made in ~0.1 s; the mapped pages it was made
+  // from leave the resident set. Not with bf16 weights (those are the products then).
+  void use_reordered_weights(const Checkpoint& checkpoint);
 
   const VisionConfig& config() const { return config_; }
 

@@ -69,6 +69,8 @@ Model::Model(const std::filesystem::path& dir, const ModelOptions& options) {
   if (bf16_encoders_) {
     vision_->use_bf16_weights(*checkpoint_);
     encoder_->use_bf16_weights(*checkpoint_);
+  } else if (options.reordered_vision_weights) {
+    vision_->use_reordered_weights(*checkpoint_);
   }
   huge_page_decoder_ = options.huge_page_decoder && !options.bf16_decoder;
 }

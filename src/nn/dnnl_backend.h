@@ -26,6 +26,7 @@ void release_scratchpad();
 struct Primitive {
   dnnl::primitive prim;
   dnnl::memory::desc scratchpad;  // from the primitive descriptor; size 0 if none
+  dnnl::memory::desc weights;     // matmuls: the layout their weights are read in
 };
 
 // The primitive stored under `key` for this thread, made by `make` on first use (with an attr

@@ -1,8 +1,9 @@
 // Linear and matmul on oneDNN. The weight operand is described to oneDNN as the K × N matrix it
-// is in memory (format "ba" for [N, K] storage): bench/gemm measured no gain from letting oneDNN
-// repack fp32 weights on this AVX2 machine, and using the mapped bytes in place keeps the
-// one-copy rule. Decode-size products have loops of their own below: over row-major weights
-// (any AVX2 CPU) and over PackedWeights (AVX-512; the decoder's copies of its weights).
+// is in memory (format "ba" for [N, K] storage), used in place from the mapped file; on Zen 3
+// (AVX2) bench/gemm measured no gain from letting oneDNN repack fp32 weights, on Zen 4 (AVX-512)
+// 3-14% per DaViT shape, so GemmWeights keeps a reordered copy for callers that ask for one (the
+// vision tower). Decode-size products have loops of their own below: over row-major weights
+// (any AVX2 CPU) and over PackedWeights (the decoder's copies of its weights).
 #include "nn/linear.h"
 
 #include <immintrin.h>
@@ -31,7 +32,7 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
 // The operands of one product as oneDNN sees them: src M×K row-major, weights K×N in `w_tag`
-// layout (tag::ba for [N, K] storage), of one data type each.
+// layout (tag::ba for [N, K] storage, tag::any for a GemmWeights copy), of one data type each.
 struct Operands {
   const void* src;
   dt src_dt;
@@ -41,51 +42,73 @@ struct Operands {
   int64_t m, k, n;
 };
 
-// dst M×N (fp32) = act(src · w + bias) (+ dst).
+dnnl::matmul::primitive_desc matmul_pd(const Operands& o, const Tensor* bias,
+                                       const LinearOptions& options) {
+  dnnl::memory::desc src_md({o.m, o.k}, o.src_dt, tag::ab);
+  dnnl::memory::desc w_md({o.k, o.n}, o.w_dt, o.w_tag);
+  dnnl::memory::desc bias_md({1, o.n}, dt::f32, tag::ab);
+  dnnl::memory::desc dst_md({o.m, o.n}, dt::f32, tag::ab);
+  dnnl::post_ops ops;
+  // Order of the reference: bias inside the product, then the activation, then the residual.
+  if (options.activation == Activation::kGelu)
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+  if (options.accumulate) ops.append_sum(1.0f);
+  dnnl::primitive_attr attr = detail::scratchpad_attr();
+  attr.set_post_ops(ops);
+  auto desc = bias ? dnnl::matmul::desc(src_md, w_md, bias_md, dst_md)
+                   : dnnl::matmul::desc(src_md, w_md, dst_md);
+  return dnnl::matmul::primitive_desc(desc, attr, detail::cpu_engine());
+}
+
+// The matmul primitive for these operands, bias and post-ops (made once per thread and shape).
+// Its `weights` descriptor is the layout the weights must be in: with tag::any, oneDNN's choice.
+detail::Primitive& matmul_primitive(const Operands& o, const Tensor* bias,
+                                    const LinearOptions& options) {
+  const int64_t m = o.m, k = o.k, n = o.n;
+  const std::string key = "matmul:" + std::to_string(m) + ":" + std::to_string(k) + ":" +
+                          std::to_string(n) + ":" + std::to_string(static_cast<int>(o.w_tag)) +
+                          ":" + std::to_string(static_cast<int>(o.src_dt)) + ":" +
+                          std::to_string(static_cast<int>(o.w_dt)) + ":" + (bias ? "b" : "-") +
+                          std::to_string(static_cast<int>(options.activation)) +
+                          (options.accumulate ? "+" : "=");
+  return detail::cached_primitive(key, [&] {
+    const dnnl::matmul::primitive_desc pd = matmul_pd(o, bias, options);
+    return detail::Primitive{dnnl::matmul(pd), pd.scratchpad_desc(), pd.weights_desc()};
+  });
+}
+
+void check_matmul(const Operands& o, const Tensor* bias, const Tensor& y) {
+  if (y.rows() != o.m || y.dim(-1) != o.n)
+    throw ShapeError("linear: output " + y.shape().to_string() + " for " + std::to_string(o.m) +
+                     " x " + std::to_string(o.n));
+  if (bias && bias->numel() != o.n)
+    throw ShapeError("linear: bias " + bias->shape().to_string() + " for N = " +
+                     std::to_string(o.n));
+}
+
+// dst M×N (fp32) = act(src · w + bias) (+ dst), the weights' bytes `w` in `w_md`'s layout.
+void execute_matmul(const detail::Primitive& prim, const Operands& o, const dnnl::memory::desc& w_md,
+                    const void* w, const Tensor* bias, const Tensor& y) {
+  auto& engine = detail::cpu_engine();
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory({{o.m, o.k}, o.src_dt, tag::ab}, engine,
+                                  const_cast<void*>(o.src))},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(w_md, engine, const_cast<void*>(w))},
+      {DNNL_ARG_DST, dnnl::memory({{o.m, o.n}, dt::f32, tag::ab}, engine, y.mutable_data())}};
+  if (bias)
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, o.n}, dt::f32, tag::ab}, engine,
+                                             const_cast<float*>(bias->data())));
+  detail::execute(prim.prim, prim.scratchpad, args);
+}
+
+// dst M×N (fp32) = act(src · w + bias) (+ dst), weights as they are stored.
 void run_matmul(const Operands& o, const Tensor* bias, const Tensor& y,
                 const LinearOptions& options) {
-  const int64_t m = o.m, k = o.k, n = o.n;
-  if (y.rows() != m || y.dim(-1) != n)
-    throw ShapeError("linear: output " + y.shape().to_string() + " for " + std::to_string(m) +
-                     " x " + std::to_string(n));
-  if (bias && bias->numel() != n)
-    throw ShapeError("linear: bias " + bias->shape().to_string() + " for N = " + std::to_string(n));
-  if (m == 0) return;
+  check_matmul(o, bias, y);
+  if (o.m == 0) return;
   detail::apply_num_threads();
-
-  std::string key = "matmul:" + std::to_string(m) + ":" + std::to_string(k) + ":" +
-                    std::to_string(n) + ":" + std::to_string(static_cast<int>(o.w_tag)) + ":" +
-                    std::to_string(static_cast<int>(o.src_dt)) + ":" +
-                    std::to_string(static_cast<int>(o.w_dt)) + ":" + (bias ? "b" : "-") +
-                    std::to_string(static_cast<int>(options.activation)) +
-                    (options.accumulate ? "+" : "=");
-  dnnl::memory::desc src_md({m, k}, o.src_dt, tag::ab);
-  dnnl::memory::desc w_md({k, n}, o.w_dt, o.w_tag);
-  dnnl::memory::desc bias_md({1, n}, dt::f32, tag::ab);
-  dnnl::memory::desc dst_md({m, n}, dt::f32, tag::ab);
-  detail::Primitive& prim = detail::cached_primitive(key, [&] {
-    dnnl::post_ops ops;
-    // Order of the reference: bias inside the product, then the activation, then the residual.
-    if (options.activation == Activation::kGelu)
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-    if (options.accumulate) ops.append_sum(1.0f);
-    dnnl::primitive_attr attr = detail::scratchpad_attr();
-    attr.set_post_ops(ops);
-    auto desc = bias ? dnnl::matmul::desc(src_md, w_md, bias_md, dst_md)
-                     : dnnl::matmul::desc(src_md, w_md, dst_md);
-    dnnl::matmul::primitive_desc pd(desc, attr, detail::cpu_engine());
-    return detail::Primitive{dnnl::matmul(pd), pd.scratchpad_desc()};
-  });
-
-  auto& engine = detail::cpu_engine();
-  dnnl::memory src(src_md, engine, const_cast<void*>(o.src));
-  dnnl::memory wts(w_md, engine, const_cast<void*>(o.w));
-  dnnl::memory dst(dst_md, engine, y.mutable_data());
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_DST, dst}};
-  if (bias)
-    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, engine, const_cast<float*>(bias->data())));
-  detail::execute(prim.prim, prim.scratchpad, args);
+  const detail::Primitive& prim = matmul_primitive(o, bias, options);
+  execute_matmul(prim, o, {{o.k, o.n}, o.w_dt, o.w_tag}, o.w, bias, y);
 }
 
 void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Tensor* bias,
@@ -114,6 +137,8 @@ void round_to_bf16(const Tensor& x, const Tensor& out) {
   detail::execute(prim.prim, prim.scratchpad, args);
 }
 
+constexpr int64_t kSmallM = 16;  // decode-size products: x with at most this many rows (below)
+
 // The epilogue of a decode-size product, on `cols` sums of one row while they are in cache:
 // bias, GELU, then stored into dst or added to it (the residual).
 void finish_row(float* sums, int64_t cols, const float* bias, const LinearOptions& options,
@@ -134,7 +159,6 @@ void finish_row(float* sums, int64_t cols, const float* bias, const LinearOption
 // every weight row exactly once for all rows of x (x, M × K floats, stays in L1/L2) and runs at
 // ~1.1x the time of reading the weights. It is a matrix-vector product, not a GEMM: no blocking,
 // no packing; the only tuning is how many weight rows share the loads of x and a prefetch.
-constexpr int64_t kSmallM = 16;
 constexpr int64_t kBlockN = 512;
 
 __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
@@ -575,6 +599,53 @@ void packed_product(const float* x, int64_t m, const PackedWeights& w, float* y,
                 });
 }
 
+struct GemmWeights::Layout {
+  dnnl::memory::desc desc;
+  dnnl::memory bytes;  // owns the reordered weights
+};
+
+GemmWeights GemmWeights::from(const Tensor& w, int64_t m_hint) {
+  if (w.rank() != 2 || m_hint < 1)
+    throw ShapeError("GemmWeights: weight " + w.shape().to_string() + " for " +
+                     std::to_string(m_hint) + " rows");
+  const int64_t n = w.dim(0), k = w.dim(1);
+  detail::apply_num_threads();
+  const dnnl::memory::desc stored({k, n}, dt::f32, tag::ba);
+  const dnnl::memory::desc wanted =
+      matmul_pd({nullptr, dt::f32, nullptr, dt::f32, tag::any, m_hint, k, n}, nullptr, {})
+          .weights_desc();
+  if (wanted == stored) return {};
+  auto& engine = detail::cpu_engine();
+  auto layout = std::make_shared<Layout>(Layout{wanted, dnnl::memory(wanted, engine)});
+  dnnl::memory from(stored, engine, const_cast<float*>(w.data()));
+  dnnl::reorder(from, layout->bytes).execute(detail::thread_stream(), from, layout->bytes);
+  detail::thread_stream().wait();
+  GemmWeights out;
+  out.layout_ = std::move(layout);
+  out.rows_ = n;
+  out.cols_ = k;
+  return out;
+}
+
+void linear(const Tensor& x, const Tensor& w, const GemmWeights& wg, const Tensor* bias,
+            const Tensor& y, const LinearOptions& options) {
+  if (!wg.empty() && x.rank() > 0 && x.rows() > kSmallM) {
+    if (wg.rows() != w.dim(0) || wg.cols() != w.dim(1) || x.dim(-1) != wg.cols())
+      throw ShapeError("linear: x " + x.shape().to_string() + " with reordered weight " +
+                       std::to_string(wg.rows()) + " x " + std::to_string(wg.cols()));
+    const Operands o{x.data(), dt::f32, nullptr, dt::f32, tag::any, x.rows(), x.dim(-1), wg.rows()};
+    check_matmul(o, bias, y);
+    detail::apply_num_threads();
+    const detail::Primitive& prim = matmul_primitive(o, bias, options);
+    // oneDNN may block the weights differently for another number of rows: then the stored ones.
+    if (prim.weights == wg.layout().desc) {
+      execute_matmul(prim, o, wg.layout().desc, wg.layout().bytes.get_data_handle(), bias, y);
+      return;
+    }
+  }
+  linear(x, w, bias, y, options);
+}
+
 bool bf16_gemm_supported() {
   // oneDNN knows the ISA: it builds a bf16 matmul only where one runs (2.6 refuses on AVX2).
   static const bool ok = [] {
@@ -621,6 +692,14 @@ void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Pack
     linear(x, wp, bias, y, options);
   else
     linear(x, w, w16, bias, y, options);
+}
+
+void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const GemmWeights& wg,
+            const Tensor* bias, const Tensor& y, const LinearOptions& options) {
+  if (w16.empty())
+    linear(x, w, wg, bias, y, options);
+  else
+    linear(x, w16, bias, y, options);
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias, const LinearOptions& options) {

@@ -273,6 +273,38 @@ TEST(Linear, Bf16GemmEqualsTheProductOfRoundedOperands) {
   EXPECT_THROW(w16.rows_view(100, n + 1), ShapeError);
 }
 
+// Weights reordered into oneDNN's own layout give the product of the stored ones, with bias and
+// epilogues, for the rows they were reordered for and for others (where oneDNN may want another
+// layout and the stored weights are read instead). When there is a copy, the hinted size must
+// read it: the stored weights handed in beside it are zeros then.
+TEST(Linear, ReorderedWeightsGiveTheStoredProduct) {
+  for (auto [k, n] : {std::pair<int64_t, int64_t>{128, 384}, {256, 1024}, {1024, 256}, {96, 40}}) {
+    const Tensor w = random_tensor({n, k}, 30, -0.2f, 0.2f);
+    const Tensor b = random_tensor({n}, 31);
+    const GemmWeights wg = GemmWeights::from(w, 512);
+    if (!wg.empty()) {
+      EXPECT_EQ(wg.rows(), n);
+      EXPECT_EQ(wg.cols(), k);
+    }
+    const Tensor zeros = Tensor::zeros({n, k});
+    for (int64_t m : {int64_t{512}, int64_t{300}, int64_t{2048}, int64_t{3}}) {
+      const Tensor x = random_tensor({m, k}, 32);
+      const Tensor y = Tensor::empty({m, n});
+      linear(x, w, wg, &b, y, {.activation = Activation::kGelu});
+      EXPECT_LT(rel_error(y, reference_linear(x, w, &b, true)), 1e-5) << k << "x" << n << " m " << m;
+      const Tensor acc = random_tensor({m, n}, 33);
+      std::vector<double> want = reference_linear(x, w, &b, false);
+      for (size_t i = 0; i < want.size(); ++i) want[i] += acc.data()[i];
+      linear(x, w, wg, &b, acc, {.accumulate = true});
+      EXPECT_LT(rel_error(acc, want), 1e-5) << k << "x" << n << " m " << m;
+      if (m == 512 && !wg.empty()) {
+        linear(x, zeros, wg, &b, y);
+        EXPECT_LT(rel_error(y, reference_linear(x, w, &b, false)), 1e-5) << "copy not read";
+      }
+    }
+  }
+}
+
 TEST(Linear, RejectsMismatchedShapes) {
   Tensor x = random_tensor({4, 8}, 1);
   Tensor w = random_tensor({5, 7}, 2);
