@@ -66,7 +66,7 @@ void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Ten
 // Weights [N, K] reordered once into the blocked layout oneDNN's fp32 matmul picks for itself
 // (weights "any") for products of about `m_hint` rows: the vision tower's GEMMs then skip the
 // packing they do on every call with weights read in place, 3-14% faster per DaViT shape on Zen 4
-// (bench/gemm) and ~7% over the tower. A copy; empty when oneDNN would read the weights as they
+// (bench/gemm) and ~9% over the tower. A copy; empty when oneDNN would read the weights as they
 // are stored (nothing to gain). Copies share their storage.
 class GemmWeights {
  public:
