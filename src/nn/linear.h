@@ -67,7 +67,8 @@ void linear(const Tensor& x, const Bf16Weights& w, const Tensor* bias, const Ten
 // (weights "any") for products of about `m_hint` rows: the vision tower's GEMMs then skip the
 // packing they do on every call with weights read in place, 3-14% faster per DaViT shape on Zen 4
 // (bench/gemm) and ~9% over the tower. A copy; empty when oneDNN would read the weights as they
-// are stored (nothing to gain). Copies share their storage.
+// are stored or runs below AVX-512 (Zen 3 measured no gain): nothing to gain. Copies share their
+// storage.
 class GemmWeights {
  public:
   GemmWeights() = default;
