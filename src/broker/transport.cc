@@ -304,8 +304,10 @@ bool Transport::requeue(std::string_view tag, bool to_head, const std::string& o
   return false;
 }
 
-// Moves every message of a dead worker's staging list back to the queue its routing key
-// names (base priority list).
+namespace {
+
+// Moves every message of a staging list (a dead worker's, or a stopping worker's own) back to
+// the queue its routing key names (base priority list).
 const redis::Script kDrainStagingScript(R"lua(
 local moved = 0
 while true do
@@ -323,6 +325,14 @@ while true do
 end
 return moved
 )lua");
+
+int drain_staging(redis::Connection& conn, const std::string& staging) {
+  redis::Reply moved = kDrainStagingScript.run(conn, {staging}, {});
+  moved.ok();
+  return static_cast<int>(moved.integer);
+}
+
+}  // namespace
 
 int Transport::recover_worker(const std::string& node) {
   std::string held = "celeriac.held." + node;
@@ -343,12 +353,12 @@ int Transport::recover_worker(const std::string& node) {
   for (const auto& t : tags.elements) {
     restored += requeue(t.str, false, held, started.count(t.str) > 0) ? 1 : 0;
   }
-  redis::Reply staged =
-      kDrainStagingScript.run(conn_, {"celeriac.staging." + node}, {});
-  staged.ok();
+  const int staged = drain_staging(conn_, "celeriac.staging." + node);
   conn_.pipeline({{"DEL", held}, {"DEL", running}}).back().ok();
-  return restored + static_cast<int>(staged.integer);
+  return restored + staged;
 }
+
+int Transport::return_staged() { return drain_staging(conn_, staging_key()); }
 
 // Deletes kombu's restore mutex only if we still own it (compare-and-delete in one step).
 const redis::Script kReleaseMutexScript(R"lua(

@@ -85,6 +85,10 @@ class Transport {
   bool wait(const std::string& key, double timeout_s);
   // celeriac.staging.<worker name>; a restarted worker with the same name adopts what is left.
   std::string staging_key() const;
+  // Puts what wait() left in the staging list back on its queues, for a worker that stops
+  // without reserving again (a wait that returned a message just as the stop was asked for).
+  // Returns how many messages went back.
+  int return_staged();
   bool blocking_wait() const { return blocking_wait_; }
   // Acknowledges: removes the tags from unacked/unacked_index (one round trip for all).
   void ack(const std::vector<std::string>& delivery_tags);

@@ -335,6 +335,15 @@ void consumer_loop(Worker::State& s) {
       backoff.wait(s.stopping);
     }
   }
+  // A wait that returned a message just as the stop was asked for left it in the staging list,
+  // where no one reserves it until a worker of this name starts again: back to its queue.
+  try {
+    if (!transport) transport.emplace(redis::Url::parse(s.options.broker_url), topts);
+    const int returned = transport->return_staged();
+    if (returned > 0) spdlog::info("event=staged-returned count={}", returned);
+  } catch (const std::exception& e) {
+    spdlog::error("event=staged-return-failed error=\"{}\"", e.what());
+  }
 }
 
 // Takes the next runnable request from `ready`, or nullptr when it is empty. Revoked or expired

@@ -55,3 +55,26 @@ def test_second_sigterm_exits_at_once_and_requeues_everything(workers, celery_ap
     peer = workers.celeriac("sd4", "-c", "4")
     assert [x.get(timeout=15) for x in [running, *waiting]] == [peer.node] * 4
     assert len(list(marks.iterdir())) == 4  # the abandoned run left no mark: none ran twice
+
+
+def test_sigterm_while_waiting_returns_the_staged_message(workers, celery_app, broker):
+    """An idle worker blocks on its queue, moving an arriving message into its staging list.
+    If that happens just after the stop was asked for, the message must go back to the queue at
+    exit, not wait in the staging list for a restart under the same name. The wait lasts up to
+    100 ms, so a message sent 10 ms after SIGTERM mostly lands in it: three rounds, each on a
+    queue of its own (a later round's worker must not take an earlier round's message)."""
+    r = broker.client()
+    late = []
+    for i in range(3):
+        queue = f"staged{i}"
+        w = workers.celeriac(f"sd-staged{i}", "-c", "2", "-Q", queue)
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.01)
+        late.append(celery_app.signature("tasks.add").apply_async((i, 10), queue=queue))
+        w.proc.wait(15)
+        assert w.proc.returncode == 0
+        assert r.llen(f"celeriac.staging.{w.node}") == 0
+        assert r.llen(queue) == 1
+    assert r.hlen("unacked") == 0
+    workers.celeriac("sd-staged-peer", "-Q", "staged0,staged1,staged2")
+    assert [x.get(timeout=10) for x in late] == [10, 11, 12]
