@@ -226,10 +226,9 @@ int main(int argc, char** argv) {
   nn::set_num_threads(args.threads);
 
   double t0 = now_s();
-  florence::Model model(args.model,
-                        {.bf16_decoder = args.bf16_decoder,
-                         .bf16_encoders = args.bf16_encoders,
-                         .reordered_vision_weights = !args.stored_vision});
+  florence::Model model(args.model, {.bf16_decoder = args.bf16_decoder,
+                                     .bf16_encoders = args.bf16_encoders,
+                                     .reordered_vision_weights = !args.stored_vision});
   const double load_s = now_s() - t0;
   const long rss_after_load_kib = vm_kib("VmRSS");
   if (!model.tokenizer()) {

@@ -117,7 +117,8 @@ void spatial_block(const nn::Tensor& x, const DavitBlockWeights& w, int64_t head
                   {base + c, per_window, window_stride, 3 * c},
                   {base + 2 * c, per_window, window_stride, 3 * c}, params,
                   {a.mutable_data(), per_window * c, c});
-    nn::linear(a, w.proj_w, w.proj16, w.proj_g, &w.proj_b, in);  // proj is per token: window order is fine
+    // proj is per token: window order is fine
+    nn::linear(a, w.proj_w, w.proj16, w.proj_g, &w.proj_b, in);
     nn::window_reverse(in, window, x, /*accumulate=*/true, w0);
   }
 

@@ -65,12 +65,11 @@ dnnl::matmul::primitive_desc matmul_pd(const Operands& o, const Tensor* bias,
 detail::Primitive& matmul_primitive(const Operands& o, const Tensor* bias,
                                     const LinearOptions& options) {
   const int64_t m = o.m, k = o.k, n = o.n;
-  const std::string key = "matmul:" + std::to_string(m) + ":" + std::to_string(k) + ":" +
-                          std::to_string(n) + ":" + std::to_string(static_cast<int>(o.w_tag)) +
-                          ":" + std::to_string(static_cast<int>(o.src_dt)) + ":" +
-                          std::to_string(static_cast<int>(o.w_dt)) + ":" + (bias ? "b" : "-") +
-                          std::to_string(static_cast<int>(options.activation)) +
-                          (options.accumulate ? "+" : "=");
+  const std::string key =
+      "matmul:" + std::to_string(m) + ":" + std::to_string(k) + ":" + std::to_string(n) + ":" +
+      std::to_string(static_cast<int>(o.w_tag)) + ":" + std::to_string(static_cast<int>(o.src_dt)) +
+      ":" + std::to_string(static_cast<int>(o.w_dt)) + ":" + (bias ? "b" : "-") +
+      std::to_string(static_cast<int>(options.activation)) + (options.accumulate ? "+" : "=");
   return detail::cached_primitive(key, [&] {
     const dnnl::matmul::primitive_desc pd = matmul_pd(o, bias, options);
     return detail::Primitive{dnnl::matmul(pd), pd.scratchpad_desc(), pd.weights_desc()};
@@ -82,17 +81,18 @@ void check_matmul(const Operands& o, const Tensor* bias, const Tensor& y) {
     throw ShapeError("linear: output " + y.shape().to_string() + " for " + std::to_string(o.m) +
                      " x " + std::to_string(o.n));
   if (bias && bias->numel() != o.n)
-    throw ShapeError("linear: bias " + bias->shape().to_string() + " for N = " +
-                     std::to_string(o.n));
+    throw ShapeError("linear: bias " + bias->shape().to_string() +
+                     " for N = " + std::to_string(o.n));
 }
 
 // dst M×N (fp32) = act(src · w + bias) (+ dst), the weights' bytes `w` in `w_md`'s layout.
-void execute_matmul(const detail::Primitive& prim, const Operands& o, const dnnl::memory::desc& w_md,
-                    const void* w, const Tensor* bias, const Tensor& y) {
+void execute_matmul(const detail::Primitive& prim, const Operands& o,
+                    const dnnl::memory::desc& w_md, const void* w, const Tensor* bias,
+                    const Tensor& y) {
   auto& engine = detail::cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory({{o.m, o.k}, o.src_dt, tag::ab}, engine,
-                                  const_cast<void*>(o.src))},
+      {DNNL_ARG_SRC,
+       dnnl::memory({{o.m, o.k}, o.src_dt, tag::ab}, engine, const_cast<void*>(o.src))},
       {DNNL_ARG_WEIGHTS, dnnl::memory(w_md, engine, const_cast<void*>(w))},
       {DNNL_ARG_DST, dnnl::memory({{o.m, o.n}, dt::f32, tag::ab}, engine, y.mutable_data())}};
   if (bias)

@@ -145,8 +145,8 @@ void linear(const Tensor& x, std::span<const PackedOutput> outputs,
             const LinearOptions& options = {});
 
 // The bf16 copy when there is one (w16 not empty), else the packed or reordered copy (wp, wg not
-// empty), else the fp32 weights: how the model's layers call their products, whichever copies an option or the
-// CPU gave them.
+// empty), else the fp32 weights: how the model's layers call their products, whichever copies an
+// option or the CPU gave them.
 void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const Tensor* bias,
             const Tensor& y, const LinearOptions& options = {});
 void linear(const Tensor& x, const Tensor& w, const Bf16Weights& w16, const PackedWeights& wp,

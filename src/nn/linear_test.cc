@@ -291,7 +291,8 @@ TEST(Linear, ReorderedWeightsGiveTheStoredProduct) {
       const Tensor x = random_tensor({m, k}, 32);
       const Tensor y = Tensor::empty({m, n});
       linear(x, w, wg, &b, y, {.activation = Activation::kGelu});
-      EXPECT_LT(rel_error(y, reference_linear(x, w, &b, true)), 1e-5) << k << "x" << n << " m " << m;
+      EXPECT_LT(rel_error(y, reference_linear(x, w, &b, true)), 1e-5)
+          << k << "x" << n << " m " << m;
       const Tensor acc = random_tensor({m, n}, 33);
       std::vector<double> want = reference_linear(x, w, &b, false);
       for (size_t i = 0; i < want.size(); ++i) want[i] += acc.data()[i];

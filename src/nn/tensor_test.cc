@@ -1,7 +1,6 @@
 #include "nn/tensor.h"
 
 #include <gtest/gtest.h>
-
 #include <omp.h>
 
 #include <algorithm>
