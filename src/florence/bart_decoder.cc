@@ -186,13 +186,10 @@ void BartDecoder::use_bf16_weights(const Checkpoint& checkpoint) {
 
 void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
   if (bf16_weights() || packed_weights()) return;  // the steps read the bf16 or packed copies
-  auto span_of = [](const nn::Tensor& w) {
-    return std::span<const float>(w.data(), static_cast<size_t>(w.numel()));
-  };
   // Upcasts of fp16/bf16 files are owned buffers on huge pages already: they stay.
   std::vector<StreamedWeight> hot;
   for (const StreamedWeight& w : streamed_weights())
-    if (checkpoint.in_mapped_file(span_of(*w.fp32))) hot.push_back(w);
+    if (checkpoint.in_mapped_file(w.fp32->values())) hot.push_back(w);
   std::vector<nn::Tensor> originals;
   for (const StreamedWeight& w : hot) originals.push_back(*w.fp32);
   // The copies are read from the file (pread), never through the mapping, and the mapped pages
@@ -203,18 +200,18 @@ void BartDecoder::use_huge_page_weights(const Checkpoint& checkpoint) {
     const std::vector<nn::PackedWeights> packed = nn::PackedWeights::from_rows(
         shapes, [&](size_t i, int64_t r0, int64_t r1, float* out) {
           const int64_t k = originals[i].dim(1);
-          checkpoint.copy_from_file(span_of(originals[i]).subspan(r0 * k, (r1 - r0) * k), out);
+          checkpoint.copy_from_file(originals[i].values().subspan(r0 * k, (r1 - r0) * k), out);
         });
     for (size_t i = 0; i < hot.size(); ++i) {
       *hot[i].packed = packed[i];
-      checkpoint.release_pages(span_of(originals[i]));
+      checkpoint.release_pages(originals[i].values());
     }
     return;
   }
   const std::vector<nn::Tensor> copies =
       nn::copy_to_huge_pages(originals, [&](const nn::Tensor& w, float* out) {
-        checkpoint.copy_from_file(span_of(w), out);
-        checkpoint.release_pages(span_of(w));
+        checkpoint.copy_from_file(w.values(), out);
+        checkpoint.release_pages(w.values());
       });
   for (size_t i = 0; i < hot.size(); ++i) *hot[i].fp32 = copies[i];
 }

@@ -215,9 +215,6 @@ void VisionEncoder::use_reordered_weights(const Checkpoint& checkpoint) {
   // Reordered for chunks of kChunkRows tokens; a product of another size whose layout oneDNN
   // would choose differently reads the stored weights instead (nn::linear), so this is a hint.
   auto reorder = [&](const nn::Tensor& w) { return nn::GemmWeights::from(w, kChunkRows); };
-  auto release = [&](const nn::Tensor& w) {
-    checkpoint.release_pages({w.data(), static_cast<size_t>(w.numel())});
-  };
   for (DavitStageWeights& stage : stages_) {
     for (DavitBlockWeights& b : stage.spatial) b.qkv_g = reorder(b.qkv_w);
     for (DavitBlockWeights& b : stage.channel) {
@@ -230,7 +227,8 @@ void VisionEncoder::use_reordered_weights(const Checkpoint& checkpoint) {
         b.proj_g = reorder(b.proj_w);
         b.fc1_g = reorder(b.fc1_w);
         b.fc2_g = reorder(b.fc2_w);
-        for (const nn::Tensor* w : {&b.qkv_w, &b.proj_w, &b.fc1_w, &b.fc2_w}) release(*w);
+        for (const nn::Tensor* w : {&b.qkv_w, &b.proj_w, &b.fc1_w, &b.fc2_w})
+          checkpoint.release_pages(w->values());
       }
   }
 }

@@ -6,7 +6,7 @@ namespace celeriac::florence {
 
 nn::Bf16Weights bf16_copy(const Checkpoint& checkpoint, const nn::Tensor& w) {
   nn::Bf16Weights copy = nn::Bf16Weights::from(w);
-  checkpoint.release_pages({w.data(), static_cast<size_t>(w.numel())});
+  checkpoint.release_pages(w.values());
   return copy;
 }
 

@@ -85,15 +85,14 @@ void check_matmul(const Operands& o, const Tensor* bias, const Tensor& y) {
                      " for N = " + std::to_string(o.n));
 }
 
-// dst M×N (fp32) = act(src · w + bias) (+ dst), the weights' bytes `w` in `w_md`'s layout.
-void execute_matmul(const detail::Primitive& prim, const Operands& o,
-                    const dnnl::memory::desc& w_md, const void* w, const Tensor* bias,
+// dst M×N (fp32) = act(src · w + bias) (+ dst), the weights o.w in the layout `prim` reads.
+void execute_matmul(const detail::Primitive& prim, const Operands& o, const Tensor* bias,
                     const Tensor& y) {
   auto& engine = detail::cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC,
        dnnl::memory({{o.m, o.k}, o.src_dt, tag::ab}, engine, const_cast<void*>(o.src))},
-      {DNNL_ARG_WEIGHTS, dnnl::memory(w_md, engine, const_cast<void*>(w))},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(prim.weights, engine, const_cast<void*>(o.w))},
       {DNNL_ARG_DST, dnnl::memory({{o.m, o.n}, dt::f32, tag::ab}, engine, y.mutable_data())}};
   if (bias)
     args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, o.n}, dt::f32, tag::ab}, engine,
@@ -108,7 +107,7 @@ void run_matmul(const Operands& o, const Tensor* bias, const Tensor& y,
   if (o.m == 0) return;
   detail::apply_num_threads();
   const detail::Primitive& prim = matmul_primitive(o, bias, options);
-  execute_matmul(prim, o, {{o.k, o.n}, o.w_dt, o.w_tag}, o.w, bias, y);
+  execute_matmul(prim, o, bias, y);
 }
 
 void run_matmul(const Tensor& x, const Tensor& w, tag w_tag, int64_t n, const Tensor* bias,
@@ -638,13 +637,14 @@ void linear(const Tensor& x, const Tensor& w, const GemmWeights& wg, const Tenso
     if (wg.rows() != w.dim(0) || wg.cols() != w.dim(1) || x.dim(-1) != wg.cols())
       throw ShapeError("linear: x " + x.shape().to_string() + " with reordered weight " +
                        std::to_string(wg.rows()) + " x " + std::to_string(wg.cols()));
-    const Operands o{x.data(), dt::f32, nullptr, dt::f32, tag::any, x.rows(), x.dim(-1), wg.rows()};
+    const void* bytes = wg.layout().bytes.get_data_handle();
+    const Operands o{x.data(), dt::f32, bytes, dt::f32, tag::any, x.rows(), x.dim(-1), wg.rows()};
     check_matmul(o, bias, y);
     detail::apply_num_threads();
     const detail::Primitive& prim = matmul_primitive(o, bias, options);
     // oneDNN may block the weights differently for another number of rows: then the stored ones.
     if (prim.weights == wg.layout().desc) {
-      execute_matmul(prim, o, wg.layout().desc, wg.layout().bytes.get_data_handle(), bias, y);
+      execute_matmul(prim, o, bias, y);
       return;
     }
   }

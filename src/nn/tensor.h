@@ -68,6 +68,8 @@ class Tensor {
   bool writable() const { return writable_; }
 
   const float* data() const { return data_; }
+  // The elements in order (tensors are contiguous), e.g. for a checkpoint's page bookkeeping.
+  std::span<const float> values() const { return {data_, static_cast<size_t>(numel())}; }
   // Throws ShapeError for a read-only view: writing into mapped weights would fault or corrupt.
   float* mutable_data() const;
 

@@ -1,6 +1,7 @@
 #include "nn/tensor.h"
 
 #include <gtest/gtest.h>
+
 #include <omp.h>
 
 #include <algorithm>
