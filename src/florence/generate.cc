@@ -14,7 +14,7 @@
 #include <tuple>
 #include <utility>
 
-#include "florence/search_math.h"
+#include "nn/softmax.h"
 #include "nn/threading.h"
 
 namespace celeriac::florence {
@@ -31,6 +31,15 @@ constexpr int kPromptLength = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Selection
+
+// Is any of x[0, n) above t? NaN never is, as in the scalar test it stands for.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) bool any_above(
+    const float* x, int n, float t) {
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int i = 0; i < n; ++i) any |= x[i] > t;
+  return any != 0;
+}
 
 // The k largest of values[0, n), best first, with torch.topk's choice among equal values. Exact
 // ties are common in long beam searches (cumulative scores near -1500 have an ulp of 1.2e-4) and
@@ -74,12 +83,23 @@ class TorchTopK {
     std::sort(kth_.begin(), kth_.end());
     queue_.clear();
     for (int i = 0; i < k; ++i) queue_.push_back({values[i], i});
-    for (int i = k; i < n; ++i) {
-      const float v = values[i];
-      if (!(v > kth_[0])) continue;
-      queue_.push_back({v, i});
-      kth_[0] = v;  // the smallest leaves; v moves up to its place
-      for (size_t j = 1; j < kth_.size() && kth_[j] < kth_[j - 1]; ++j) std::swap(kth_[j], kth_[j - 1]);
+    // Nearly every value stays out: whole chunks are tested at once, one value at a time only in
+    // a chunk where something gets in (the threshold moves only then).
+    constexpr int kChunk = 64;
+    for (int i = k; i < n;) {
+      const int end = std::min(n, i + kChunk);
+      if (!any_above(values + i, end - i, kth_[0])) {
+        i = end;
+        continue;
+      }
+      for (; i < end; ++i) {
+        const float v = values[i];
+        if (!(v > kth_[0])) continue;
+        queue_.push_back({v, i});
+        kth_[0] = v;  // the smallest leaves; v moves up to its place
+        for (size_t j = 1; j < kth_.size() && kth_[j] < kth_[j - 1]; ++j)
+          std::swap(kth_[j], kth_[j - 1]);
+      }
     }
     return true;
   }
@@ -98,44 +118,18 @@ int argmax(const float* values, int n) {
   return best;
 }
 
-// log_softmax in double, rounded once: within an ulp or two of PyTorch's float kernel. In two
-// halves: a row's pieces first (max, and Σ exp against that max), then the values.
-struct SoftmaxPart {
-  float max = kNegInf;
-  double sum = 0.0;  // Σ exp(x - max)
-};
-
-SoftmaxPart softmax_part(const float* logits, int lo, int hi) {
-  SoftmaxPart part;
-  part.max = max_value(logits + lo, hi - lo);
-  if (part.max != kNegInf) part.sum = sum_exp_shifted(logits + lo, hi - lo, part.max);
-  return part;
-}
-
-// The row's max and log Σ exp(x - max) from its parts.
-std::pair<float, double> softmax_totals(std::span<const SoftmaxPart> parts) {
-  float max = kNegInf;
-  for (const SoftmaxPart& p : parts) max = std::max(max, p.max);
-  double sum = 0.0;
-  for (const SoftmaxPart& p : parts)
-    if (p.max != kNegInf) sum += p.sum * std::exp(static_cast<double>(p.max) - max);
-  return {max, std::log(sum)};
-}
-
-// Element-wise and exact in every lane (no fast-math here), so vectorised through `omp simd`.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
-log_softmax_values(const float* logits, float* out, int lo, int hi, float max, double log_sum) {
+// Beam candidates: log_softmax in double, rounded once (within an ulp or two of PyTorch's float
+// kernel), plus the beam's running score as PyTorch's float add; the row's max and log Σ exp come
+// from its nn::SoftmaxPiece's. Element-wise and exact in every lane (no fast-math here), so
+// vectorised through `omp simd`.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void beam_candidates(
+    const float* logits, float* out, int lo, int hi, float max, double log_sum,
+    float running_score) {
 #pragma omp simd
   for (int i = lo; i < hi; ++i) {
-    out[i] = static_cast<float>(static_cast<double>(logits[i]) - max - log_sum);
+    const float log_prob = static_cast<float>(static_cast<double>(logits[i]) - max - log_sum);
+    out[i] = log_prob + running_score;
   }
-}
-
-// out[i] = a[i] + b, as PyTorch's float add.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void add_scalar(
-    const float* a, float b, float* out, int lo, int hi) {
-#pragma omp simd
-  for (int i = lo; i < hi; ++i) out[i] = a[i] + b;
 }
 
 // What PyTorch divides a float32 tensor by when Python hands it `length ** length_penalty`:
@@ -162,7 +156,10 @@ struct Processors {
   }
 
   // The same on scores[lo, hi) of a row, the rest left alone (rows are processed in pieces).
-  void apply(const std::vector<int32_t>& seq, float* scores, int lo, int hi) const {
+  // A forced token's score becomes `forced`: 0 on logits or log-probabilities, the running score
+  // on beam candidates (log-prob + running score; a banned one's -inf stays -inf).
+  void apply(const std::vector<int32_t>& seq, float* scores, int lo, int hi,
+             float forced = 0.0f) const {
     auto in = [&](int32_t id) { return id >= lo && id < hi; };
     const int len = static_cast<int>(seq.size());
     if (no_repeat_ngram_size > 0 && len >= no_repeat_ngram_size) {
@@ -184,7 +181,7 @@ struct Processors {
     auto force = [&](const std::vector<int32_t>& ids) {
       std::fill(scores + lo, scores + hi, kNegInf);
       for (int32_t id : ids) {
-        if (in(id)) scores[id] = 0.0f;
+        if (in(id)) scores[id] = forced;
       }
     };
     if (forced_bos && len == 1) force({*forced_bos});
@@ -273,7 +270,6 @@ class BeamSearch {
       item.finished.assign(beams_, Hypothesis{{start}, kMinusBillion, false});
       item.hits.assign(keep_, 0);
     }
-    log_probs_.resize(static_cast<size_t>(beams_) * vocab_);
     candidates_.resize(static_cast<size_t>(beams_) * vocab_);
   }
 
@@ -341,19 +337,19 @@ class BeamSearch {
     nn::parallel_for(beams_ * kHalves, 1, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
         const auto [k, lo, hi] = half(u);
-        parts_[u] = softmax_part(logits + static_cast<size_t>(k) * vocab_, lo, hi);
+        parts_[u] = nn::softmax_piece(logits + static_cast<size_t>(k) * vocab_ + lo, hi - lo);
       }
     });
+    totals_.resize(beams_);
+    for (int k = 0; k < beams_; ++k)
+      totals_[k] = nn::softmax_total(std::span(parts_).subspan(k * kHalves, kHalves));
     nn::parallel_for(beams_ * kHalves, 1, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
         const auto [k, lo, hi] = half(u);
-        const auto [max, log_sum] =
-            softmax_totals(std::span(parts_).subspan(static_cast<size_t>(k) * kHalves, kHalves));
-        float* lp = log_probs_.data() + static_cast<size_t>(k) * vocab_;
-        log_softmax_values(logits + static_cast<size_t>(k) * vocab_, lp, lo, hi, max, log_sum);
-        processors_.apply(item.running[k], lp, lo, hi);
         float* cand = candidates_.data() + static_cast<size_t>(k) * vocab_;
-        add_scalar(lp, item.running_scores[k], cand, lo, hi);
+        beam_candidates(logits + static_cast<size_t>(k) * vocab_, cand, lo, hi, totals_[k].max,
+                        totals_[k].log_sum, item.running_scores[k]);
+        processors_.apply(item.running[k], cand, lo, hi, item.running_scores[k]);
       }
     });
     // c. The best keep_ continuations over all beams.
@@ -443,8 +439,9 @@ class BeamSearch {
   const int max_length_;
   int cur_len_ = 1;
   std::vector<BeamInput> items_;
-  std::vector<float> log_probs_, candidates_;
-  std::vector<SoftmaxPart> parts_;  // per half row
+  std::vector<float> candidates_;
+  std::vector<nn::SoftmaxPiece> parts_;   // per half row
+  std::vector<nn::SoftmaxTotal> totals_;  // per beam
   TorchTopK topk_;
 };
 

@@ -2,14 +2,11 @@
 # against transformers' generate() on a toy model. Included from src/florence/CMakeLists.txt.
 add_library(celeriac_florence_generate STATIC
   ${CMAKE_CURRENT_LIST_DIR}/generate.cc
-  ${CMAKE_CURRENT_LIST_DIR}/search_math.cc
 )
 # Scores are float32 sums and quotients in PyTorch's order: no fused multiply-add; `omp simd`
-# vectorises the element-wise loops, which stay exact. Only the double exp-sum and the max of
-# log_softmax are vectorised with fast-math (search_math.h).
+# vectorises the element-wise loops, which stay exact. The double exp-sum and the max of
+# log_softmax are nn's (nn::softmax_piece, vectorised with fast-math in nn/vmath.cc).
 target_compile_options(celeriac_florence_generate PRIVATE -ffp-contract=off -fopenmp-simd)
-set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/search_math.cc PROPERTIES
-  COMPILE_OPTIONS "-O3;-ffast-math;-fopenmp-simd")
 target_include_directories(celeriac_florence_generate PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(celeriac_florence_generate PUBLIC nlohmann_json::nlohmann_json
                       PRIVATE celeriac_nn)

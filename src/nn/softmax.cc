@@ -56,6 +56,27 @@ void log_softmax_rows(const Tensor& x) {
   });
 }
 
+SoftmaxPiece softmax_piece(const float* x, int64_t n) {
+  SoftmaxPiece piece;
+  if (n < 1) return piece;
+  const float m = vmath::max(x, n);
+  if (all_masked(m)) return piece;
+  piece.max = m;
+  piece.sum = vmath::exp_shifted_sum_double(x, n, m);
+  return piece;
+}
+
+SoftmaxTotal softmax_total(std::span<const SoftmaxPiece> pieces) {
+  SoftmaxTotal total;
+  for (const SoftmaxPiece& p : pieces) total.max = std::max(total.max, p.max);
+  if (total.max == -std::numeric_limits<float>::infinity()) return total;
+  double sum = 0.0;
+  for (const SoftmaxPiece& p : pieces)
+    if (p.sum > 0.0) sum += p.sum * std::exp(static_cast<double>(p.max) - total.max);
+  total.log_sum = std::log(sum);
+  return total;
+}
+
 void topk(const float* x, int64_t n, int64_t k, std::span<float> values,
           std::span<int64_t> indices) {
   if (k < 0 || k > n || static_cast<int64_t>(values.size()) < k ||

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 
 #include "nn/tensor.h"
@@ -13,6 +14,22 @@ namespace celeriac::nn {
 void softmax_rows(const Tensor& x);
 // In place: (x - max) - log(sum(exp(x - max))), PyTorch's order of operations.
 void log_softmax_rows(const Tensor& x);
+
+// A piece of a row's log-softmax: its max and Σ exp(x - max), in double. A row's pieces combine
+// into the row's max and log Σ exp(x - max), so a row can be reduced where its values are made
+// (the decoder's lm_head, a block of columns at a time while they sit in L1) instead of in a
+// pass of its own. Accurate to double precision, far below the float rounding of what they feed.
+struct SoftmaxPiece {
+  float max = -std::numeric_limits<float>::infinity();
+  double sum = 0.0;  // Σ exp(x - max); 0 for a piece of -inf only
+};
+SoftmaxPiece softmax_piece(const float* x, int64_t n);
+
+struct SoftmaxTotal {
+  float max = -std::numeric_limits<float>::infinity();
+  double log_sum = -std::numeric_limits<double>::infinity();  // log Σ exp(x - max)
+};
+SoftmaxTotal softmax_total(std::span<const SoftmaxPiece> pieces);
 
 // The k largest values of x[0, n) in descending order, ties broken by the lower index first (the
 // order beam search needs to be reproducible). Writes k values and indices; k <= n.

@@ -72,6 +72,38 @@ TEST(LogSoftmax, MatchesReferenceOnVocabularyRows) {
   EXPECT_LT(worst, 1e-5);
 }
 
+// A vocabulary row cut into uneven pieces, one of them fully masked, combines to the row's max
+// and log Σ exp to double precision (what the beam search's log-probabilities are rounded from).
+TEST(SoftmaxPiece, PiecesCombineToTheWholeRow) {
+  Tensor x = random_tensor({51289}, 11, -30.0f, 30.0f);
+  float* v = x.mutable_data();
+  for (int i = 1000; i < 1100; ++i) v[i] = -INFINITY;  // one piece below is all masked
+  v[7] = -INFINITY;
+  long double m = -INFINITY, sum = 0;
+  for (int i = 0; i < 51289; ++i) m = std::max(m, static_cast<long double>(v[i]));
+  for (int i = 0; i < 51289; ++i) sum += std::exp(static_cast<long double>(v[i]) - m);
+  const int64_t cuts[] = {0, 1, 64, 1000, 1100, 25000, 51288, 51289};
+  std::vector<SoftmaxPiece> pieces;
+  for (size_t c = 0; c + 1 < std::size(cuts); ++c)
+    pieces.push_back(softmax_piece(v + cuts[c], cuts[c + 1] - cuts[c]));
+  EXPECT_EQ(pieces[3].max, -INFINITY);
+  EXPECT_EQ(pieces[3].sum, 0.0);
+  const SoftmaxTotal total = softmax_total(pieces);
+  EXPECT_EQ(total.max, static_cast<float>(m));
+  EXPECT_NEAR(total.log_sum, static_cast<double>(std::log(sum)), 1e-13);
+  // One piece of the whole row says the same.
+  const SoftmaxTotal whole = softmax_total(std::vector{softmax_piece(v, 51289)});
+  EXPECT_EQ(whole.max, total.max);
+  EXPECT_NEAR(whole.log_sum, total.log_sum, 1e-13);
+}
+
+TEST(SoftmaxPiece, AMaskedRowHasNoTotal) {
+  const float masked[] = {-INFINITY, -INFINITY, -INFINITY};
+  const SoftmaxTotal total = softmax_total(std::vector{softmax_piece(masked, 3), SoftmaxPiece{}});
+  EXPECT_EQ(total.max, -INFINITY);
+  EXPECT_EQ(total.log_sum, -INFINITY);
+}
+
 TEST(TopK, DescendingWithLowerIndexFirstOnTies) {
   std::vector<float> v = {0.5f, 2.0f, -1.0f, 2.0f, 7.0f, 0.5f, -INFINITY, 2.0f};
   std::vector<float> vals(4);

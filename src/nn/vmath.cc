@@ -29,6 +29,14 @@ CELERIAC_CLONES float exp_shifted_sum(float* x, int64_t n, float shift) {
   return static_cast<float>(sum);
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) double
+exp_shifted_sum_double(const float* x, int64_t n, double shift) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - shift);
+  return sum;
+}
+
 CELERIAC_CLONES void scale(float* x, int64_t n, float s) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] *= s;

@@ -11,6 +11,9 @@ namespace celeriac::nn::vmath {
 float max(const float* x, int64_t n);
 // x[i] = exp(x[i] - shift); returns the sum of the new values.
 float exp_shifted_sum(float* x, int64_t n, float shift);
+// Σ exp(double(x[i]) - shift) in double, each term within a few ulp of double precision; the
+// AVX-512 clone calls libmvec's 8-lane double exp.
+double exp_shifted_sum_double(const float* x, int64_t n, double shift);
 // x[i] *= s
 void scale(float* x, int64_t n, float s);
 // x[i] = (x[i] - a) - b, the order of PyTorch's log_softmax (x - max - log(sum)).
