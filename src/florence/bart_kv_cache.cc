@@ -27,6 +27,22 @@ struct RowView {
   }
 };
 
+// The loops below read positions this far ahead into L1. Each step finds the cache in memory
+// again (the products streamed ~356 MB of weights since), and the slot indirection hides the
+// access pattern from the hardware prefetchers. Florence-2-base on Zen 4, self-attention per
+// step: 0.26-0.33 ms with 2 or 4 positions ahead (T0), 0.37-0.39 ms without, 0.34-0.46 ms with
+// 4 or 8 ahead into L2 (T1).
+constexpr int64_t kAhead = 4;
+
+// Requests the floats [from, from + count) of row `row` at position p, if p < len.
+inline void prefetch_row(const RowView& kv, int64_t row, int64_t p, int64_t len, int64_t from,
+                         int64_t count) {
+  if (p >= len) return;
+  const char* line = reinterpret_cast<const char*>(kv.at(row, p) + from);
+  for (int64_t b = 0; b < count * static_cast<int64_t>(sizeof(float)); b += 64)
+    __builtin_prefetch(line + b, 0, 3);
+}
+
 // scores[(h - h0), i, p] = (q_i,h · k(i, p)_h) · scale for heads [h0, h1), rows [0, rows) and
 // positions [0, len). Heads innermost: each (row, position) reads one contiguous run of its key
 // row, which the hardware prefetcher follows (head by head, the reads were 256-byte pieces 3 KB
@@ -34,8 +50,11 @@ struct RowView {
 CELERIAC_CLONES void head_scores(const RowView& k, const float* q, int64_t q_stride, int64_t rows,
                                  int64_t len, int64_t hd, int64_t h0, int64_t h1, float scale,
                                  float* scores) {
+  for (int64_t p = 0; p < kAhead; ++p)
+    for (int64_t i = 0; i < rows; ++i) prefetch_row(k, i, p, len, h0 * hd, (h1 - h0) * hd);
   for (int64_t p = 0; p < len; ++p)
     for (int64_t i = 0; i < rows; ++i) {
+      prefetch_row(k, i, p + kAhead, len, h0 * hd, (h1 - h0) * hd);
       const float* kp = k.at(i, p);
       for (int64_t h = h0; h < h1; ++h) {
         const float* qi = q + i * q_stride + h * hd;
@@ -53,9 +72,13 @@ CELERIAC_CLONES void head_scores(const RowView& k, const float* q, int64_t q_str
 CELERIAC_CLONES void head_values(const RowView& v, const float* weights, int64_t rows, int64_t len,
                                  int64_t hd, int64_t h0, int64_t h1, float* out,
                                  int64_t out_stride) {
-  for (int64_t i = 0; i < rows; ++i) std::fill_n(out + i * out_stride + h0 * hd, (h1 - h0) * hd, 0.0f);
+  for (int64_t i = 0; i < rows; ++i)
+    std::fill_n(out + i * out_stride + h0 * hd, (h1 - h0) * hd, 0.0f);
+  for (int64_t p = 0; p < kAhead; ++p)
+    for (int64_t i = 0; i < rows; ++i) prefetch_row(v, i, p, len, h0 * hd, (h1 - h0) * hd);
   for (int64_t p = 0; p < len; ++p)
     for (int64_t i = 0; i < rows; ++i) {
+      prefetch_row(v, i, p + kAhead, len, h0 * hd, (h1 - h0) * hd);
       const float* vp = v.at(i, p);
       for (int64_t h = h0; h < h1; ++h) {
         const float w = weights[((h - h0) * rows + i) * len + p];
