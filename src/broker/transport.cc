@@ -358,6 +358,21 @@ int Transport::recover_worker(const std::string& node) {
   return restored + staged;
 }
 
+int Transport::requeue_unknown_held(const std::unordered_set<std::string>& known) {
+  if (held_key().empty()) return 0;
+  redis::Reply tags = conn_.command({"SMEMBERS", held_key()});
+  tags.ok();
+  int requeued = 0;
+  for (const auto& t : tags.elements) {
+    if (known.count(t.str)) continue;
+    if (requeue(t.str, false, held_key()))
+      ++requeued;
+    else
+      conn_.command({"SREM", held_key(), t.str}).ok();
+  }
+  return requeued;
+}
+
 int Transport::return_staged() { return drain_staging(conn_, staging_key()); }
 
 // Deletes kombu's restore mutex only if we still own it (compare-and-delete in one step).

@@ -114,6 +114,12 @@ class Transport {
   // Returns how many messages went back. Callers make sure `node` is dead (no liveness key),
   // or that `node` is this process's own name at start, before anything is reserved.
   int recover_worker(const std::string& node);
+  // After a failed round trip of this worker's consumer: what the held set records beyond
+  // `known` (every tag the worker holds in memory) was reserved without the worker learning of
+  // it, e.g. a reserve script that ran but whose reply was lost. Those go back to their queues
+  // (not counted as deliveries: they never started); tags with no unacked entry left are
+  // dropped from the set. Returns how many messages went back.
+  int requeue_unknown_held(const std::unordered_set<std::string>& known);
   // kombu's visibility-timeout restore (QoS.restore_visible), for workers that leave no
   // liveness key (Python workers): under kombu's `unacked_mutex`, every message unacked for
   // longer than `visibility_timeout_s` goes back to its queue, except the tags in `keep` (held

@@ -196,6 +196,32 @@ TEST_F(TransportTest, RecoveringADeadWorkerCountsOnlyTheMessagesItWasRunning) {
   }
 }
 
+// A live worker's reservations it never heard of (the reply was lost) go back; what it knows
+// stays held, and a tag left in the held set with no unacked entry is dropped.
+TEST_F(TransportTest, RequeueUnknownHeldReturnsOnlyWhatTheWorkerDoesNotKnow) {
+  broker::TransportOptions opts;
+  opts.worker_name = "w2@test";
+  broker::Transport t(redis::Url::parse(server->url()), opts);
+  const std::string known = message("celery"), lost = message("celery");
+  t.publish("celery", 0, known);
+  t.publish("celery", 0, lost);
+  ASSERT_EQ(t.reserve(broker::consume_order({"celery"}), 10).deliveries.size(), 2u);
+  auto& c = t.connection();
+  c.command({"SADD", t.held_key(), "stale-tag"}).ok();
+  const std::string known_tag = celery::envelope_delivery_tag(known);
+  EXPECT_EQ(t.requeue_unknown_held({known_tag}), 1);
+  const auto held = c.command({"SMEMBERS", t.held_key()});
+  ASSERT_EQ(held.elements.size(), 1u);
+  EXPECT_EQ(held.elements[0].str, known_tag);
+  EXPECT_EQ(c.command({"HLEN", "unacked"}).integer, 1);
+  const auto back = t.reserve(broker::consume_order({"celery"}), 10).deliveries;
+  ASSERT_EQ(back.size(), 1u);
+  const auto m = celery::decode_task_message(back[0].envelope);
+  EXPECT_EQ(m.delivery_tag, celery::envelope_delivery_tag(lost));
+  EXPECT_TRUE(m.redelivered);
+  EXPECT_EQ(m.deliveries, 0);  // it never ran
+}
+
 TEST_F(TransportTest, RestoreVisibleSparesLiveHoldersAndHonoursKombusMutex) {
   broker::Transport t(redis::Url::parse(server->url()));
   std::string mine = message("celery"), orphan = message("celery");

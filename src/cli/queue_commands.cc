@@ -78,6 +78,9 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
                 "Dead-letter a message after its worker died running it this often (0 = never)");
   w->add_option("--visibility-timeout", opts->visibility_timeout_s,
                 "Seconds after which messages held by a non-celeriac worker are restored");
+  w->add_option("--broker-socket-timeout", opts->broker_socket_timeout_s,
+                "Seconds to wait for a Redis reply before reconnecting (default 30)")
+      ->check(CLI::PositiveNumber);
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);

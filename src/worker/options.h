@@ -32,6 +32,9 @@ struct WorkerOptions {
   // Messages unacked this long whose holder is not a live celeriac worker (a dead Python
   // worker's) go back to their queues, as kombu's visibility timeout does (same default).
   double visibility_timeout_s = 3600;
+  // How long the consumer and the writer wait for a reply from Redis before they take the
+  // connection for lost and reconnect (Celery's broker socket_timeout).
+  double broker_socket_timeout_s = 30;
   // Idle waiting: the reserve script cannot block, so an idle worker blocks on its first
   // queue's main list (BLMOVE into its staging list, woken at once by a new message) for at
   // most this long, then checks every list again; other lists wait at most this long.

@@ -134,6 +134,7 @@ namespace {
 void accept_delivery_locked(Worker::State& s, RequestPtr r) {
   const auto& m = r->message;
   s.held++;
+  if (!m.delivery_tag.empty()) s.held_tags.insert(m.delivery_tag);
   if (!r->task) {
     spdlog::error("task={} id={} event=unregistered queue={} reason=\"task not registered\"",
                   m.task, m.id, r->queue);
@@ -187,10 +188,19 @@ Outcome poison_outcome(Worker::State& s, RequestPtr r, std::string envelope) {
   return o;
 }
 
+// Socket timeout of the worker's broker connections (--broker-socket-timeout).
+redis::ConnectOptions broker_connect_options(const WorkerOptions& options) {
+  redis::ConnectOptions connect;
+  connect.command_timeout =
+      std::chrono::milliseconds(static_cast<long>(options.broker_socket_timeout_s * 1000));
+  return connect;
+}
+
 void consumer_loop(Worker::State& s) {
   broker::TransportOptions topts;
   topts.dead_letter_key = s.options.dead_letter_key;
   topts.worker_name = s.hostname;
+  topts.connect = broker_connect_options(s.options);
   std::optional<broker::Transport> transport;
   Backoff backoff;
   std::vector<std::string> queues;
@@ -198,6 +208,7 @@ void consumer_loop(Worker::State& s) {
   int idle_ms = 0;
   size_t wait_rotation = 0;
   bool recovered_own = false;
+  bool check_held = false;  // after an error: did a reservation reach Redis but not us?
 
   while (!s.stopping) {
     try {
@@ -226,6 +237,21 @@ void consumer_loop(Worker::State& s) {
       }
       if (redeclare) {
         for (const auto& q : queues) transport->declare_queue(q);
+      }
+      if (check_held) {
+        // A reserve whose reply never came, or deliveries dropped by a failed dead-lettering,
+        // left messages recorded as ours that no one here knows of: no one else would ever
+        // restore them while this node lives. Only this thread reserves, so the snapshot
+        // misses nothing taken since.
+        std::unordered_set<std::string> known;
+        {
+          std::lock_guard lock(s.mutex);
+          known = s.held_tags;
+        }
+        const int n = transport->requeue_unknown_held(known);
+        if (n > 0)
+          spdlog::warn("event=held-requeued count={} reason=\"reserved, never received\"", n);
+        check_held = false;
       }
       int free_slots;
       bool due = false;
@@ -277,6 +303,8 @@ void consumer_loop(Worker::State& s) {
           std::lock_guard lock(s.mutex);
           for (auto& o : poison) {
             s.held++;
+            const std::string& tag = o.request->message.delivery_tag;
+            if (!tag.empty()) s.held_tags.insert(tag);
             finish_locked(s, std::move(o));
           }
           poison.clear();
@@ -329,9 +357,11 @@ void consumer_loop(Worker::State& s) {
     } catch (const redis::ConnectionError& e) {
       spdlog::error("event=broker-unreachable error=\"{}\"", e.what());
       transport.reset();
+      check_held = true;
       backoff.wait(s.stopping);
     } catch (const std::exception& e) {
       spdlog::error("event=consumer-error error=\"{}\"", e.what());
+      check_held = true;
       backoff.wait(s.stopping);
     }
   }
@@ -607,6 +637,7 @@ class Writer {
       broker::TransportOptions topts;
       topts.dead_letter_key = s_.options.dead_letter_key;
       topts.worker_name = s_.hostname;
+      topts.connect = broker_connect_options(s_.options);
       transport_.emplace(redis::Url::parse(s_.options.broker_url), topts);
     }
     if (!backend_) {
@@ -683,6 +714,7 @@ class Writer {
     for (const auto& [tag, died] : requeue_tags) transport_->requeue(tag, false, "", died);
     std::lock_guard lock(s_.mutex);
     for (const Outcome& o : batch) {
+      s_.held_tags.erase(o.request->message.delivery_tag);  // acked or requeued: answered
       s_.processed++;
       if (o.request->task) s_.total_by_task[o.request->message.task]++;
     }

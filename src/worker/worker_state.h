@@ -76,6 +76,10 @@ struct Worker::State {
   std::multimap<double, RequestPtr> scheduled;            // ETA tasks by due time
   std::unordered_map<std::string, RequestPtr> active;     // running, by task id
   int held = 0;                                           // reserved + scheduled + active + finishing
+  // The delivery tags of everything held, from its reservation until the writer's ack (or
+  // requeue) has been answered: what celeriac.held.<node> may hold beyond these was reserved
+  // without the worker learning of it (a reserve whose reply was lost) and is requeued.
+  std::unordered_set<std::string> held_tags;
   std::deque<Outcome> outcomes;
   std::vector<celery::Json> pending_events;               // task events waiting for the writer
   std::unordered_set<std::string> revoked;

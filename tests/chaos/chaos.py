@@ -40,10 +40,11 @@ class RedisServer:
     """A private redis-server on a free loopback port; with `aof`, restartable on the same port
     and data directory without losing anything it acknowledged (fsync always)."""
 
-    def __init__(self, workdir, aof=True):
+    def __init__(self, workdir, aof=True, extra_args=()):
         self.port = free_port()
         self.dir = workdir
         self.aof = aof
+        self.extra_args = list(extra_args)  # more redis-server options
         self.proc = None
         self.log = open(workdir / "redis.log", "ab")
         self.start()
@@ -53,7 +54,8 @@ class RedisServer:
                        else ["--appendonly", "no"])
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), *persistence, "--save", "", "--loglevel", "warning"],
+             str(self.dir), *persistence, "--save", "", "--loglevel", "warning",
+             *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port)
         for _ in range(500):
