@@ -34,13 +34,15 @@ struct RowView {
 // 4 or 8 ahead into L2 (T1).
 constexpr int64_t kAhead = 4;
 
-// Requests the floats [from, from + count) of row `row` at position p, if p < len.
-inline void prefetch_row(const RowView& kv, int64_t row, int64_t p, int64_t len, int64_t from,
-                         int64_t count) {
+// Requests heads [h0, h1) of every row at position p, if p < len.
+inline void prefetch_position(const RowView& kv, int64_t p, int64_t len, int64_t rows, int64_t hd,
+                              int64_t h0, int64_t h1) {
   if (p >= len) return;
-  const char* line = reinterpret_cast<const char*>(kv.at(row, p) + from);
-  for (int64_t b = 0; b < count * static_cast<int64_t>(sizeof(float)); b += 64)
-    __builtin_prefetch(line + b, 0, 3);
+  for (int64_t i = 0; i < rows; ++i) {
+    const char* line = reinterpret_cast<const char*>(kv.at(i, p) + h0 * hd);
+    for (int64_t b = 0; b < (h1 - h0) * hd * static_cast<int64_t>(sizeof(float)); b += 64)
+      __builtin_prefetch(line + b, 0, 3);
+  }
 }
 
 // scores[(h - h0), i, p] = (q_i,h · k(i, p)_h) · scale for heads [h0, h1), rows [0, rows) and
@@ -50,11 +52,10 @@ inline void prefetch_row(const RowView& kv, int64_t row, int64_t p, int64_t len,
 CELERIAC_CLONES void head_scores(const RowView& k, const float* q, int64_t q_stride, int64_t rows,
                                  int64_t len, int64_t hd, int64_t h0, int64_t h1, float scale,
                                  float* scores) {
-  for (int64_t p = 0; p < kAhead; ++p)
-    for (int64_t i = 0; i < rows; ++i) prefetch_row(k, i, p, len, h0 * hd, (h1 - h0) * hd);
-  for (int64_t p = 0; p < len; ++p)
+  for (int64_t p = 0; p < kAhead; ++p) prefetch_position(k, p, len, rows, hd, h0, h1);
+  for (int64_t p = 0; p < len; ++p) {
+    prefetch_position(k, p + kAhead, len, rows, hd, h0, h1);
     for (int64_t i = 0; i < rows; ++i) {
-      prefetch_row(k, i, p + kAhead, len, h0 * hd, (h1 - h0) * hd);
       const float* kp = k.at(i, p);
       for (int64_t h = h0; h < h1; ++h) {
         const float* qi = q + i * q_stride + h * hd;
@@ -65,6 +66,7 @@ CELERIAC_CLONES void head_scores(const RowView& k, const float* q, int64_t q_str
         scores[((h - h0) * rows + i) * len + p] = sum * scale;
       }
     }
+  }
 }
 
 // out_i,h = Σ_p weights[(h - h0), i, p] · v(i, p)_h for heads [h0, h1), out rows `out_stride`
@@ -74,11 +76,10 @@ CELERIAC_CLONES void head_values(const RowView& v, const float* weights, int64_t
                                  int64_t out_stride) {
   for (int64_t i = 0; i < rows; ++i)
     std::fill_n(out + i * out_stride + h0 * hd, (h1 - h0) * hd, 0.0f);
-  for (int64_t p = 0; p < kAhead; ++p)
-    for (int64_t i = 0; i < rows; ++i) prefetch_row(v, i, p, len, h0 * hd, (h1 - h0) * hd);
-  for (int64_t p = 0; p < len; ++p)
+  for (int64_t p = 0; p < kAhead; ++p) prefetch_position(v, p, len, rows, hd, h0, h1);
+  for (int64_t p = 0; p < len; ++p) {
+    prefetch_position(v, p + kAhead, len, rows, hd, h0, h1);
     for (int64_t i = 0; i < rows; ++i) {
-      prefetch_row(v, i, p + kAhead, len, h0 * hd, (h1 - h0) * hd);
       const float* vp = v.at(i, p);
       for (int64_t h = h0; h < h1; ++h) {
         const float w = weights[((h - h0) * rows + i) * len + p];
@@ -88,6 +89,7 @@ CELERIAC_CLONES void head_values(const RowView& v, const float* weights, int64_t
         for (int64_t d = 0; d < hd; ++d) oi[d] += w * vh[d];
       }
     }
+  }
 }
 
 }  // namespace

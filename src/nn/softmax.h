@@ -16,9 +16,9 @@ void softmax_rows(const Tensor& x);
 void log_softmax_rows(const Tensor& x);
 
 // A piece of a row's log-softmax: its max and Σ exp(x - max), in double. A row's pieces combine
-// into the row's max and log Σ exp(x - max), so a row can be reduced where its values are made
-// (the decoder's lm_head, a block of columns at a time while they sit in L1) instead of in a
-// pass of its own. Accurate to double precision, far below the float rounding of what they feed.
+// into the row's max and log Σ exp(x - max), so one row can be reduced by several threads (the
+// beam search's half rows). Accurate to double precision, far below the float rounding of the
+// log-probabilities they feed.
 struct SoftmaxPiece {
   float max = -std::numeric_limits<float>::infinity();
   double sum = 0.0;  // Σ exp(x - max); 0 for a piece of -inf only
