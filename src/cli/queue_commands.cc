@@ -5,12 +5,14 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "celery/codec.h"
 #include "cli/commands.h"
 #include "client/app.h"
 #include "tasks/builtin_tasks.h"
+#include "tasks/inference_task.h"
 #include "worker/process_pool.h"
 #include "worker/worker.h"
 
@@ -44,6 +46,56 @@ void set_log_level(const std::string& level) {
   spdlog::set_level(l == spdlog::level::off && level != "off" ? spdlog::level::info : l);
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
 }
+
+// tasks.inference_task's settings, the same on `worker` and on its pool children.
+struct InferenceFlags {
+  tasks::InferenceOptions options;
+  std::vector<std::string> roots;
+  std::optional<int> num_beams, max_new_tokens;
+
+  InferenceFlags() {
+    options.fetch = storage::FetchOptions::from_env();
+    for (const auto& r : options.fetch.roots) roots.push_back(r.string());
+    if (const char* m = std::getenv("CELERIAC_MODEL"); m && *m) options.engine.model = m;
+  }
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--model", options.engine.model,
+                    "tasks.inference_task's checkpoint folder or Hub id (env CELERIAC_MODEL; "
+                    "loaded by the first task)");
+    cmd->add_option("--files-root", roots,
+                    "Folders local image paths may be read from (default: FILES_BASE_PATH)");
+    cmd->add_flag("--allow-private-urls", options.fetch.allow_private_network,
+                  "Let http(s) image URLs reach loopback and private addresses");
+    cmd->add_option("--max-image-bytes", options.fetch.max_bytes, "Largest image fetched (bytes)");
+    cmd->add_option("--fetch-timeout", options.fetch.timeout_s, "Seconds per image download")
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--num-beams", num_beams, "Beams (default: the checkpoint's, 3)");
+    cmd->add_option("--max-new-tokens", max_new_tokens, "Most tokens generated (default 1024)");
+    cmd->add_flag("--bf16-decoder", options.engine.bf16_decoder, "Decode steps read bf16 weights");
+  }
+
+  tasks::InferenceOptions resolved() const {
+    tasks::InferenceOptions o = options;
+    o.fetch.roots.assign(roots.begin(), roots.end());
+    o.engine.num_beams = num_beams;
+    if (max_new_tokens) o.engine.max_new_tokens = *max_new_tokens;
+    return o;
+  }
+
+  // The same settings as arguments for a pool child.
+  std::vector<std::string> argv() const {
+    std::vector<std::string> out = {"--model", options.engine.model, "--max-image-bytes",
+                                    std::to_string(options.fetch.max_bytes), "--fetch-timeout",
+                                    std::to_string(options.fetch.timeout_s)};
+    for (const auto& r : roots) out.insert(out.end(), {"--files-root", r});
+    if (options.fetch.allow_private_network) out.push_back("--allow-private-urls");
+    if (num_beams) out.insert(out.end(), {"--num-beams", std::to_string(*num_beams)});
+    if (max_new_tokens) out.insert(out.end(), {"--max-new-tokens", std::to_string(*max_new_tokens)});
+    if (options.engine.bf16_decoder) out.push_back("--bf16-decoder");
+    return out;
+  }
+};
 
 }  // namespace
 
@@ -81,6 +133,8 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   w->add_option("--broker-socket-timeout", opts->broker_socket_timeout_s,
                 "Seconds to wait for a Redis reply before reconnecting (default 30)")
       ->check(CLI::PositiveNumber);
+  auto inference = std::make_shared<InferenceFlags>();
+  inference->add_to(w);
   w->callback([=, &exit_code] {
     set_log_level(*loglevel);
     opts->queues = split_commas(*queues);
@@ -89,11 +143,13 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
       // Children re-execute this binary (process_pool.h says why not fork).
       opts->pool_child_argv = {"/proc/self/exe", "pool-child", "-l", *loglevel};
       if (*test_tasks) opts->pool_child_argv.push_back("--test-tasks");
+      for (const std::string& a : inference->argv()) opts->pool_child_argv.push_back(a);
     } else if (*pool == "solo") {
       opts->concurrency = 1;  // as Celery's solo pool: one task at a time
     }
     worker::TaskRegistry registry;
     tasks::register_builtin_tasks(registry);
+    tasks::register_inference_task(registry, inference->resolved());
     if (*test_tasks) tasks::register_test_tasks(registry);
 
     // Signals are taken by one thread with sigwait, so no handler runs inside a task.
@@ -128,10 +184,13 @@ void add_queue_commands(CLI::App& app, int& exit_code) {
   auto pc_test_tasks = std::make_shared<bool>(false);
   pc->add_option("-l,--loglevel", *pc_loglevel, "debug, info, warning, error");
   pc->add_flag("--test-tasks", *pc_test_tasks, "Also register the tests.* tasks");
+  auto pc_inference = std::make_shared<InferenceFlags>();
+  pc_inference->add_to(pc);
   pc->callback([=, &exit_code] {
     set_log_level(*pc_loglevel);
     worker::TaskRegistry registry;
     tasks::register_builtin_tasks(registry);
+    tasks::register_inference_task(registry, pc_inference->resolved());
     if (*pc_test_tasks) tasks::register_test_tasks(registry);
     exit_code = worker::run_pool_child(3, registry);
   });

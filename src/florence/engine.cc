@@ -160,7 +160,8 @@ class FlorenceEngine final : public Engine {
     decode.clean_up_tokenization_spaces = true;  // the reference stack's decode (transformers 4.42)
     out.text = tokenizer().decode(out.generated_ids, decode);
     out.parsed =
-        post_process_generation(out.text, r.task, ImageSize{c.decoded.width, c.decoded.height});
+        post_process_generation(out.text, r.answer_task.value_or(r.task),
+                                ImageSize{c.decoded.width, c.decoded.height});
   }
 
   EngineOptions options_;

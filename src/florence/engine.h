@@ -56,6 +56,10 @@ struct EngineRequest {
   std::string image_path;           // or a file to read
   std::string task = "<CAPTION>";   // task token
   std::optional<std::string> text;  // task input (grounding, detection, regions)
+  // The task string post-processing is keyed on, when not `task`: the reference worker passes
+  // its whole task_prompt ("<CAPTION_TO_PHRASE_GROUNDING>a car"), which the reference parses as
+  // pure text under that key.
+  std::optional<std::string> answer_task;
 };
 
 // One request's answer, or its error (a bad request in a batch does not fail the others).

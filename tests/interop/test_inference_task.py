@@ -1,0 +1,120 @@
+"""tasks.inference_task(url, task_prompt) sent by an unchanged Python Celery client to a celeriac
+worker running a tiny random-weight Florence-2 checkpoint: the result is the reference stack's
+dict byte for byte (tests/data/florence-tiny/reference, written by transformers and Microsoft's
+processor), for local paths and http URLs; bad input fails with a precise Python exception and
+the worker goes on serving."""
+import functools
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "florence-tiny"
+MODEL = TINY / "native-safetensors-fp32"
+TIMEOUT = 120
+
+
+def reference(pair_id, run_name):
+    gens = json.loads((TINY / "reference" / "generations.json").read_text())
+    pair = next(p for p in gens["pairs"] if p["pair"] == pair_id)
+    run = next(r for r in pair["runs"] if r["name"] == run_name)
+    parsed = json.loads((TINY / "reference" / "parsed.json").read_text())
+    rec = next(r for r in parsed["records"] if r["pair"] == pair_id and r["run"] == run_name)
+    return pair, run, rec["result"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    root = tmp_path / "files"
+    shutil.copytree(TINY / "images", root)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return root
+
+
+def infer(app, url, prompt):
+    return app.send_task("tasks.inference_task", args=[str(url), prompt]).get(timeout=TIMEOUT)
+
+
+def serve(folder):
+    """An HTTP server on 127.0.0.1 for `folder`, in a thread; returns (server, base URL)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_reference_call_matches_the_reference_stack(celery_app, workers, files):
+    """The seed's call: 3 beams, up to 1024 new tokens, a local path under FILES_BASE_PATH."""
+    workers.celeriac("inference", "-c", "1", "--model", str(MODEL), "--files-root", str(files))
+    pair, run, expected = reference("p00", "beam3_max1024")
+    assert run["generate_kwargs"] == {"max_new_tokens": 1024, "num_beams": 3, "do_sample": False}
+    result = infer(celery_app, files / pair["image"], pair["task"])
+    assert json.dumps(result) == expected
+
+
+def test_tasks_with_input_and_http_urls(celery_app, workers, files):
+    workers.celeriac("inference", "-c", "2", "--model", str(MODEL), "--files-root", str(files),
+                     "--max-new-tokens", "40", "--allow-private-urls")
+    server, base = serve(files)
+    try:
+        pair, _, expected = reference("p05", "beam3")  # <OD> on image0
+        assert json.dumps(infer(celery_app, files / pair["image"], pair["task"])) == expected
+        assert json.dumps(infer(celery_app, f"{base}/{pair['image']}", pair["task"])) == expected
+        # The reference worker hands its whole task_prompt to post_process_generation, which
+        # then parses the text as pure text under that key: the same here.
+        pair, run, _ = reference("p08", "beam3")  # <CAPTION_TO_PHRASE_GROUNDING>a red car ...
+        text = run["text"].replace("<s>", "").replace("</s>", "")
+        assert infer(celery_app, files / pair["image"], pair["task"]) == {pair["task"]: text}
+        # Two at once on two executors: one model, one request at a time, both right.
+        pair, _, expected = reference("p16", "beam3")  # <OD> on image1
+        pending = [celery_app.send_task("tasks.inference_task",
+                                        args=[str(files / pair["image"]), pair["task"]])
+                   for _ in range(2)]
+        assert [json.dumps(p.get(timeout=TIMEOUT)) for p in pending] == [expected] * 2
+        with pytest.raises(FileNotFoundError, match="HTTP 404"):
+            infer(celery_app, f"{base}/missing.png", "<OD>")
+    finally:
+        server.shutdown()
+
+
+def test_bad_input_fails_precisely_and_the_worker_keeps_serving(celery_app, workers, files):
+    w = workers.celeriac("inference", "-c", "1", "--model", str(MODEL), "--files-root",
+                         str(files), "--max-new-tokens", "40")
+    server, base = serve(files)
+    try:
+        cases = [
+            (files / "missing.png", "<OD>", FileNotFoundError, "not found"),
+            ("/etc/passwd", "<OD>", PermissionError, "outside the allowed folders"),
+            (files / ".." / ".." / "etc" / "passwd", "<OD>", PermissionError, "outside"),
+            (files / "broken.png", "<OD>", ValueError, "image"),
+            (files / "image0.png", "<NOT_A_TASK>", ValueError, "NOT_A_TASK"),
+            (files / "image0.png", "describe this", ValueError, "task token"),
+            (files / "image0.png", "<OD>extra input", ValueError, "OD"),
+            ("gs://bucket/image0.png", "<OD>", ValueError, "not supported"),
+            # Loopback is a private address: refused unless --allow-private-urls.
+            (f"{base}/image0.png?token=secret", "<OD>", PermissionError, "private"),
+        ]
+        for url, prompt, error, words in cases:
+            with pytest.raises(error, match=words):
+                infer(celery_app, url, prompt)
+        with pytest.raises(TypeError):
+            celery_app.send_task("tasks.inference_task", args=[42, "<OD>"]).get(timeout=TIMEOUT)
+    finally:
+        server.shutdown()
+    assert w.alive()
+    assert "secret" not in w.output()  # query strings may hold credentials: never logged
+    pair, _, expected = reference("p05", "beam3")
+    assert json.dumps(infer(celery_app, files / pair["image"], pair["task"])) == expected
+
+
+def test_process_pool_children_get_the_same_settings(celery_app, workers, files):
+    workers.celeriac("inference", "-P", "processes", "-c", "1", "--model", str(MODEL),
+                     "--files-root", str(files), "--max-new-tokens", "40")
+    pair, _, expected = reference("p05", "beam3")
+    assert json.dumps(infer(celery_app, files / pair["image"], pair["task"])) == expected
+    with pytest.raises(PermissionError):
+        infer(celery_app, "/etc/passwd", "<OD>")
