@@ -73,6 +73,9 @@ struct InferenceFlags {
     cmd->add_option("--num-beams", num_beams, "Beams (default: the checkpoint's, 3)");
     cmd->add_option("--max-new-tokens", max_new_tokens, "Most tokens generated (default 1024)");
     cmd->add_flag("--bf16-decoder", options.engine.bf16_decoder, "Decode steps read bf16 weights");
+    cmd->add_option("--max-batch", options.max_batch,
+                    "Most inference requests run through the model together (default 4)")
+        ->check(CLI::PositiveNumber);
   }
 
   tasks::InferenceOptions resolved() const {
@@ -93,6 +96,7 @@ struct InferenceFlags {
     if (num_beams) out.insert(out.end(), {"--num-beams", std::to_string(*num_beams)});
     if (max_new_tokens) out.insert(out.end(), {"--max-new-tokens", std::to_string(*max_new_tokens)});
     if (options.engine.bf16_decoder) out.push_back("--bf16-decoder");
+    out.insert(out.end(), {"--max-batch", std::to_string(options.max_batch)});
     return out;
   }
 };

@@ -75,12 +75,24 @@ class FlorenceEngine final : public Engine {
     } catch (...) {
       throw to_engine_error(std::current_exception());
     }
-    // One request at a time for now: outputs are then exactly the single-input reference's.
-    // Batching several requests into one encode/generate is the worker's next step.
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (!checked[i]) continue;
+    // All checked requests in one encode and one search: the decode steps, which read every
+    // decoder weight once per step, then serve the whole batch (each input's tokens are the
+    // single-input run's: generate_model_test's TinyCheckpointBatch). Should the batch fail,
+    // each request runs alone, so that one request's failure is its own.
+    std::vector<size_t> batch;
+    for (size_t i = 0; i < requests.size(); ++i)
+      if (checked[i]) batch.push_back(i);
+    if (batch.size() > 1) {
       try {
-        run_one(requests[i], *checked[i], results[i]);
+        run_batch(requests, checked, batch, results);
+        return results;
+      } catch (...) {
+        for (size_t i : batch) results[i] = EngineResult{};
+      }
+    }
+    for (size_t i : batch) {
+      try {
+        run_batch(requests, checked, {i}, results);
       } catch (...) {
         results[i] = EngineResult{};
         results[i].error = to_engine_error(std::current_exception());
@@ -146,22 +158,40 @@ class FlorenceEngine final : public Engine {
     return own_tokenizer_ ? *own_tokenizer_ : *model_->tokenizer();
   }
 
-  void run_one(const EngineRequest& r, const CheckedRequest& c, EngineResult& out) const {
-    const std::vector<int32_t> prompt_ids = tokenizer().encode(c.prompt);
-    image::PreprocessedImage pixels = image::preprocess(c.decoded, model_->preprocess_options());
-    const nn::Tensor batch =
-        nn::Tensor::view(pixels.chw.data(), {1, 3, pixels.height, pixels.width});
-    const EncodedBatch encoded = model_->encode(batch, {prompt_ids});
+  // Requests `which` (checked) through the model together; fills their results.
+  void run_batch(const std::vector<EngineRequest>& requests,
+                 const std::vector<std::optional<CheckedRequest>>& checked,
+                 const std::vector<size_t>& which, std::vector<EngineResult>& results) const {
+    std::vector<std::vector<int32_t>> prompt_ids;
+    std::vector<float> pixels;
+    int64_t height = 0, width = 0;
+    for (size_t i : which) {
+      prompt_ids.push_back(tokenizer().encode(checked[i]->prompt));
+      const image::PreprocessedImage p =
+          image::preprocess(checked[i]->decoded, model_->preprocess_options());
+      height = p.height;  // the processor's fixed size: the same for every image
+      width = p.width;
+      pixels.insert(pixels.end(), p.chw.begin(), p.chw.end());
+    }
+    const int64_t n = static_cast<int64_t>(which.size());
+    const nn::Tensor batch = nn::Tensor::view(pixels.data(), {n, 3, height, width});
+    const EncodedBatch encoded = model_->encode(batch, prompt_ids);
     auto session = model_->start(encoded, config_->num_beams, config_->resolved_max_length() - 1);
     const GenerationResult generated = generate(*session, *config_);
 
-    out.generated_ids = generated.sequences.at(0);
     DecodeOptions decode;
     decode.clean_up_tokenization_spaces = true;  // the reference stack's decode (transformers 4.42)
-    out.text = tokenizer().decode(out.generated_ids, decode);
-    out.parsed =
-        post_process_generation(out.text, r.answer_task.value_or(r.task),
-                                ImageSize{c.decoded.width, c.decoded.height});
+    for (size_t b = 0; b < which.size(); ++b) {
+      const EngineRequest& r = requests[which[b]];
+      const CheckedRequest& c = *checked[which[b]];
+      EngineResult& out = results[which[b]];
+      // The start token and this input's own tokens: the batch's padding is not the reference's.
+      const std::vector<int32_t>& ids = generated.sequences.at(b);
+      out.generated_ids.assign(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 1 + generated.lengths.at(b)));
+      out.text = tokenizer().decode(out.generated_ids, decode);
+      out.parsed = post_process_generation(out.text, r.answer_task.value_or(r.task),
+                                           ImageSize{c.decoded.width, c.decoded.height});
+    }
   }
 
   EngineOptions options_;

@@ -5,9 +5,9 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 
 #include "florence/engine_library.h"
+#include "tasks/request_batcher.h"
 
 namespace celeriac::tasks {
 namespace {
@@ -35,7 +35,12 @@ const std::string& string_arg(TaskContext& ctx, size_t i, const char* name) {
 
 class InferenceService {
  public:
-  explicit InferenceService(InferenceOptions options) : options_(std::move(options)) {}
+  explicit InferenceService(InferenceOptions options)
+      : options_(std::move(options)),
+        batcher_(options_.max_batch, [this](const std::vector<florence::EngineRequest>& batch) {
+          spdlog::info("event=inference-batch size={}", batch.size());
+          return engine().run(batch);
+        }) {}
 
   Json run(TaskContext& ctx) {
     const std::string& url = string_arg(ctx, 0, "url");
@@ -59,14 +64,10 @@ class InferenceService {
 
     const auto t0 = std::chrono::steady_clock::now();
     florence::EngineResult result;
-    {
-      std::lock_guard lock(mutex_);  // one request at a time through the model
-      ctx.check_cancelled();         // the wait may have outlasted a soft limit or a revoke
-      try {
-        result = engine().run({request}).at(0);
-      } catch (const florence::EngineError& e) {  // the model could not be loaded
-        throw engine_error(e);
-      }
+    try {
+      result = batcher_.submit(std::move(request));
+    } catch (const florence::EngineError& e) {  // the model could not be loaded
+      throw engine_error(e);
     }
     if (result.error) throw engine_error(*result.error);
     spdlog::info("task=tasks.inference_task id={} event=inferred task={} tokens={} seconds={:.3f}",
@@ -96,7 +97,8 @@ class InferenceService {
     return TaskError("RuntimeError", e.what());
   }
 
-  // Created (the module loaded) on first use; the model itself loads in the first run().
+  // Created (the module loaded) on first use; the model itself loads in the first run(). Only
+  // the batcher's running thread calls it.
   florence::Engine& engine() {
     if (!engine_) {
       try {
@@ -110,8 +112,8 @@ class InferenceService {
   }
 
   const InferenceOptions options_;
-  std::mutex mutex_;
   std::unique_ptr<florence::Engine> engine_;
+  RequestBatcher batcher_;
 };
 
 }  // namespace

@@ -13,8 +13,8 @@
 // (max_retries 3, Celery's default delay).
 //
 // The engine module and the model are loaded by the first task that needs them, so a worker
-// that never runs one stays small; the model then serves every executor thread, one request at
-// a time (the engine is not re-entrant; batching several queued requests is the next step).
+// that never runs one stays small; the model then serves every executor thread: requests that
+// arrive while it is busy run together as one batch (tasks/request_batcher.h).
 #pragma once
 
 #include "florence/engine.h"
@@ -26,6 +26,7 @@ namespace celeriac::tasks {
 struct InferenceOptions {
   florence::EngineOptions engine;  // model folder or Hub id, generation settings
   storage::FetchOptions fetch;     // folders, size and time limits, private addresses
+  int max_batch = 4;               // most requests through the model together
 };
 
 void register_inference_task(worker::TaskRegistry& registry, const InferenceOptions& options);

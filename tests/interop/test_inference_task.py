@@ -118,3 +118,19 @@ def test_process_pool_children_get_the_same_settings(celery_app, workers, files)
     assert json.dumps(infer(celery_app, files / pair["image"], pair["task"])) == expected
     with pytest.raises(PermissionError):
         infer(celery_app, "/etc/passwd", "<OD>")
+
+
+def test_queued_requests_run_as_one_batch_with_the_single_results(celery_app, workers, files):
+    """Requests that arrive while the model is busy run through it together; every result is
+    still the reference's single-request one (varied images and tasks in one batch)."""
+    w = workers.celeriac("inference", "-c", "4", "--model", str(MODEL), "--files-root",
+                         str(files), "--max-new-tokens", "40")
+    pairs = ["p02", "p05", "p15", "p16", "p19", "p20"]
+    expected = [reference(p, "beam3") for p in pairs]
+    pending = [celery_app.send_task("tasks.inference_task",
+                                    args=[str(files / pair["image"]), pair["task"]])
+               for pair, _, _ in expected]
+    assert [json.dumps(p.get(timeout=TIMEOUT)) for p in pending] == [e for _, _, e in expected]
+    sizes = [int(line.rsplit("size=", 1)[1]) for line in w.output().splitlines()
+             if "event=inference-batch" in line]
+    assert sum(sizes) == len(pairs) and max(sizes) > 1, sizes
