@@ -1,5 +1,5 @@
 // The bytes a URL names, as tasks.inference_task receives it from clients: a local path (or
-// file:// URL) under a configured root, or http(s)://. Everything is bounded: the size, the
+// file:// URL) under a configured root, http(s)://, or gs://bucket/object (storage/gcs.h). Everything is bounded: the size, the
 // time, the redirects; local reads stay inside the roots (symlinks included) and, unless
 // allowed, http(s) never connects to loopback, private or link-local addresses (checked on the
 // address actually connected to, so redirects and DNS answers cannot get around it).
@@ -22,16 +22,23 @@ struct FetchOptions {
   double timeout_s = 30;                          // whole transfer, connection included
   int max_redirects = 5;
   bool allow_private_network = false;  // http(s) to loopback, RFC 1918, link-local, ULA, ...
+  // gs://: the Cloud Storage JSON API at this endpoint, with an OAuth token from this
+  // credentials file (a service account key or gcloud's authorized_user file); without one,
+  // or with gcs_anonymous, requests carry no token (public objects, emulators).
+  std::string gcs_endpoint = "https://storage.googleapis.com";
+  std::filesystem::path gcs_credentials;
+  bool gcs_anonymous = false;
 
-  // roots from FILES_BASE_PATH (the reference stack's upload folder) when it is set.
+  // roots from FILES_BASE_PATH (the reference stack's upload folder), gcs_credentials from
+  // GOOGLE_APPLICATION_CREDENTIALS, an emulator from STORAGE_EMULATOR_HOST, when they are set.
   static FetchOptions from_env();
 };
 
 // What went wrong, so that callers can tell a retry from a permanent failure.
 enum class FetchErrorKind {
   bad_url,      // not a URL or path this can read
-  unsupported,  // a scheme not handled (yet): gs://, s3://, ftp://, ...
-  forbidden,    // outside the roots, a private address, HTTP 401/403
+  unsupported,  // a scheme not handled (yet): s3://, ftp://, ...
+  forbidden,    // outside the roots, a private address, HTTP 401/403, bad credentials
   not_found,    // no such file, HTTP 404/410
   too_large,    // more than max_bytes
   transient,    // timeouts, refused connections, HTTP 408/429/5xx: worth retrying

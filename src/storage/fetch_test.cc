@@ -1,6 +1,7 @@
 // storage::fetch on real files and a real HTTP server on 127.0.0.1 (a thread of this test that
 // answers each connection with one canned response).
 #include "storage/fetch.h"
+#include "storage/loopback_server_test_util.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -79,7 +80,8 @@ TEST(Fetch, NamesMissingTooLargeAndUnsupported) {
   EXPECT_EQ(kind_of((dir.path() / "nope.png").string(), o), FetchErrorKind::not_found);
   EXPECT_EQ(kind_of((dir.path() / "big.bin").string(), o), FetchErrorKind::too_large);
   EXPECT_EQ(kind_of(dir.path().string(), o), FetchErrorKind::bad_url);  // a folder
-  EXPECT_EQ(kind_of("gs://bucket/x.png", o), FetchErrorKind::unsupported);
+  EXPECT_EQ(kind_of("gs://bucket", o), FetchErrorKind::bad_url);
+  EXPECT_EQ(kind_of("s3://bucket/x.png", o), FetchErrorKind::unsupported);
   EXPECT_EQ(kind_of("ftp://host/x.png", o), FetchErrorKind::unsupported);
   EXPECT_EQ(kind_of("file://relative/x.png", o), FetchErrorKind::bad_url);
   try {
@@ -117,58 +119,14 @@ TEST(Fetch, TellsPrivateAddressesFromPublicOnes) {
   EXPECT_FALSE(v6("2001:4860:4860::8888"));
 }
 
-// Answers every connection on 127.0.0.1 with `response`, until destroyed.
-class CannedServer {
- public:
-  explicit CannedServer(std::string response) : response_(std::move(response)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    ::listen(fd_, 8);
-    thread_ = std::thread([this] {
-      for (;;) {
-        const int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0 || stop_) {
-          if (c >= 0) ::close(c);
-          return;
-        }
-        char buf[4096];
-        std::string request;
-        while (request.find("\r\n\r\n") == std::string::npos) {
-          const ssize_t n = ::read(c, buf, sizeof buf);
-          if (n <= 0) break;
-          request.append(buf, n);
-        }
-        ::send(c, response_.data(), response_.size(), MSG_NOSIGNAL);
-        ::close(c);
-      }
-    });
-  }
-  ~CannedServer() {
-    stop_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-
- private:
-  std::string response_;
-  int fd_ = -1, port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+// Answers every request with the same response.
+struct CannedServer : testing::LoopbackServer {
+  explicit CannedServer(std::string response)
+      : LoopbackServer([response](const std::string&) { return response; }) {}
 };
 
 std::string http(const std::string& status, const std::string& body) {
-  return "HTTP/1.1 " + status + "\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n\r\n" + body;
+  return testing::http_response(status, body);
 }
 
 FetchOptions loopback_allowed() {
@@ -222,7 +180,7 @@ TEST(Fetch, ConnectionRefusedIsTransient) {
   int port;
   {
     CannedServer server(http("200 OK", ""));
-    port = std::stoi(server.url("").substr(17));
+    port = server.port();
   }
   EXPECT_EQ(kind_of("http://127.0.0.1:" + std::to_string(port) + "/x", loopback_allowed()),
             FetchErrorKind::transient);

@@ -1,6 +1,6 @@
 // tasks.inference_task(url, task_prompt): the reference worker's task (CVxTz/celery_ml_deploy,
 // model/worker.py) on the native engine. It fetches the image (storage::fetch: a local path
-// under the allowed folders, file://, http(s)://), runs Florence-2 with the reference's
+// under the allowed folders, file://, http(s)://, gs://), runs Florence-2 with the reference's
 // generate() settings (3 beams, up to 1,024 new tokens, unless the worker says otherwise) and
 // returns the reference's dict: post_process_generation(text, task_prompt, (W, H)), so a
 // prompt with its input included ("<CAPTION_TO_PHRASE_GROUNDING>a car") is keyed and parsed as

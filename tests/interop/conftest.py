@@ -119,10 +119,11 @@ def workers(broker, celery_app, tmp_path, request):
     started = []
 
     class Factory:
-        def celeriac(self, name="celeriac", *args, wait=True):
+        def celeriac(self, name="celeriac", *args, wait=True, env=None):
             node = f"{name}@interop"
             p = Process([celeriac_bin(), "worker", "-b", broker.url(0), "--result-backend",
-                         broker.url(1), "--test-tasks", "-n", node, *args], name, tmp_path)
+                         broker.url(1), "--test-tasks", "-n", node, *args], name, tmp_path,
+                        env=dict(os.environ, **env) if env else None)
             started.append(p)
             p.node = node
             if wait:

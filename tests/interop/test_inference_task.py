@@ -1,13 +1,14 @@
 """tasks.inference_task(url, task_prompt) sent by an unchanged Python Celery client to a celeriac
 worker running a tiny random-weight Florence-2 checkpoint: the result is the reference stack's
 dict byte for byte (tests/data/florence-tiny/reference, written by transformers and Microsoft's
-processor), for local paths and http URLs; bad input fails with a precise Python exception and
+processor), for local paths, http URLs and gs:// objects; bad input fails with a precise Python exception and
 the worker goes on serving."""
 import functools
 import http.server
 import json
 import shutil
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,8 @@ def test_bad_input_fails_precisely_and_the_worker_keeps_serving(celery_app, work
             (files / "image0.png", "<NOT_A_TASK>", ValueError, "NOT_A_TASK"),
             (files / "image0.png", "describe this", ValueError, "task token"),
             (files / "image0.png", "<OD>extra input", ValueError, "OD"),
-            ("gs://bucket/image0.png", "<OD>", ValueError, "not supported"),
+            ("s3://bucket/image0.png", "<OD>", ValueError, "not supported"),
+            ("gs://bucket-without-object", "<OD>", ValueError, "gs://BUCKET/OBJECT"),
             # Loopback is a private address: refused unless --allow-private-urls.
             (f"{base}/image0.png?token=secret", "<OD>", PermissionError, "private"),
         ]
@@ -134,3 +136,51 @@ def test_queued_requests_run_as_one_batch_with_the_single_results(celery_app, wo
     sizes = [int(line.rsplit("size=", 1)[1]) for line in w.output().splitlines()
              if "event=inference-batch" in line]
     assert sum(sizes) == len(pairs) and max(sizes) > 1, sizes
+
+
+class StorageEmulator(http.server.BaseHTTPRequestHandler):
+    """Cloud Storage's JSON API media download, as an emulator serves it, for one folder."""
+    folder = None
+    bucket = "celeriac-test"
+    seen = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        prefix = f"/storage/v1/b/{self.bucket}/o/"
+        name = urllib.parse.unquote(path[len(prefix):]) if path.startswith(prefix) else ""
+        self.seen.append((path, query, self.headers.get("Authorization")))
+        target = self.folder / name if name and "/" not in name else None
+        if query != "alt=media" or target is None or not target.is_file():
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_gs_objects_through_a_storage_emulator(celery_app, workers, files):
+    """gs://BUCKET/OBJECT is read through the JSON API at STORAGE_EMULATOR_HOST, the variable
+    Google's client libraries honour; the emulator is on loopback, which is allowed because the
+    operator chose it (only the object names are the client's)."""
+    handler = type("Handler", (StorageEmulator,), {"folder": files, "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        workers.celeriac("inference", "-c", "1", "--model", str(MODEL), "--max-new-tokens",
+                         "40", env={"STORAGE_EMULATOR_HOST": host})
+        pair, _, expected = reference("p05", "beam3")
+        url = f"gs://{StorageEmulator.bucket}/{pair['image']}"
+        assert json.dumps(infer(celery_app, url, pair["task"])) == expected
+        assert handler.seen[-1] == (f"/storage/v1/b/celeriac-test/o/{pair['image']}",
+                                    "alt=media", None)  # an emulator gets no token
+        with pytest.raises(FileNotFoundError, match="HTTP 404"):
+            infer(celery_app, f"gs://{StorageEmulator.bucket}/missing.png", "<OD>")
+    finally:
+        server.shutdown()
