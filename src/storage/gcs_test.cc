@@ -79,6 +79,14 @@ std::string fake_google(const std::string& request) {
   return http_response("404 Not Found", R"({"error":{"code":404}})");
 }
 
+// Options that send gs:// downloads to `google` with the credentials file `credentials`.
+FetchOptions against(const LoopbackServer& google, const std::string& credentials) {
+  FetchOptions o;
+  o.gcs_endpoint = google.base();
+  o.gcs_credentials = credentials;
+  return o;
+}
+
 FetchErrorKind kind_of(const std::string& url, const FetchOptions& options, std::string* message = nullptr) {
   try {
     fetch_gcs(url, options);
@@ -98,9 +106,7 @@ TEST(Gcs, EncodesObjectNamesInTheMediaUrl) {
 TEST(Gcs, ServiceAccountSignsAJwtAndReusesItsToken) {
   LoopbackServer google(fake_google);
   ServiceAccount account(google.url("/token"));
-  FetchOptions o;
-  o.gcs_endpoint = google.base();
-  o.gcs_credentials = account.file;
+  FetchOptions o = against(google, account.file);
   EXPECT_EQ(fetch_gcs("gs://bkt/dir/img 1.png", o), "OBJECT BYTES");
   EXPECT_EQ(fetch_gcs("gs://bkt/dir/img 1.png", o), "OBJECT BYTES");
   std::vector<std::string> tokens;
@@ -120,9 +126,7 @@ TEST(Gcs, ServiceAccountSignsAJwtAndReusesItsToken) {
 TEST(Gcs, MissingObjectsAndRefusedCredentialsAreNamed) {
   LoopbackServer google(fake_google);
   ServiceAccount account(google.url("/token"));
-  FetchOptions o;
-  o.gcs_endpoint = google.base();
-  o.gcs_credentials = account.file;
+  FetchOptions o = against(google, account.file);
   EXPECT_EQ(kind_of("gs://bkt/other.png", o), FetchErrorKind::not_found);
   EXPECT_EQ(kind_of("gs://bkt", o), FetchErrorKind::bad_url);
   EXPECT_EQ(kind_of("gs:///object", o), FetchErrorKind::bad_url);
@@ -145,10 +149,8 @@ TEST(Gcs, AnonymousAccessSendsNoToken) {
     return r.find("Authorization:") == std::string::npos ? http_response("200 OK", "PUBLIC")
                                                          : http_response("400 Bad Request", "");
   });
-  FetchOptions o;
-  o.gcs_endpoint = google.base();
+  FetchOptions o = against(google, "/nonexistent/creds.json");
   o.gcs_anonymous = true;  // STORAGE_EMULATOR_HOST
-  o.gcs_credentials = "/nonexistent/creds.json";
   EXPECT_EQ(fetch_gcs("gs://bkt/x.png", o), "PUBLIC");
 }
 

@@ -22,20 +22,13 @@ else:
     DATA = Path(os.environ.get("CELERIAC_DATA", Path(__file__).resolve().parents[1] / "data"))
 TINY = DATA / "florence-tiny"
 MODEL = TINY / "native-safetensors-fp32"
+sys.path.insert(0, str(TINY))
+from reference_lookup import reference  # noqa: E402
 
 
 def caption(*args, timeout=300):
     return subprocess.run([BINARY, "caption", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-
-def reference(pair_id, run_name):
-    gens = json.loads((TINY / "reference" / "generations.json").read_text())
-    pair = next(p for p in gens["pairs"] if p["pair"] == pair_id)
-    run = next(r for r in pair["runs"] if r["name"] == run_name)
-    parsed = json.loads((TINY / "reference" / "parsed.json").read_text())
-    rec = next(r for r in parsed["records"] if r["pair"] == pair_id and r["run"] == run_name)
-    return pair, run, rec["result"]
 
 
 def split_task(task):

@@ -7,6 +7,7 @@ import functools
 import http.server
 import json
 import shutil
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -15,16 +16,9 @@ import pytest
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "florence-tiny"
 MODEL = TINY / "native-safetensors-fp32"
+sys.path.insert(0, str(TINY))
+from reference_lookup import reference  # noqa: E402
 TIMEOUT = 120
-
-
-def reference(pair_id, run_name):
-    gens = json.loads((TINY / "reference" / "generations.json").read_text())
-    pair = next(p for p in gens["pairs"] if p["pair"] == pair_id)
-    run = next(r for r in pair["runs"] if r["name"] == run_name)
-    parsed = json.loads((TINY / "reference" / "parsed.json").read_text())
-    rec = next(r for r in parsed["records"] if r["pair"] == pair_id and r["run"] == run_name)
-    return pair, run, rec["result"]
 
 
 @pytest.fixture
