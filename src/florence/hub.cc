@@ -3,6 +3,7 @@
 #include "florence/hub.h"
 
 #include "storage/curl_library.h"
+#include "storage/fetch.h"
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -57,21 +58,6 @@ bool is_hex(const std::string& s, std::size_t n) {
   return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) {
            return std::isxdigit(static_cast<unsigned char>(c));
          });
-}
-
-std::string url_escape(const std::string& s, bool keep_slash) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
 }
 
 // scheme://host[:port] of a URL, for deciding where the token may go.
@@ -398,8 +384,8 @@ struct FileMeta {
 
 std::string resolve_url(const HubOptions& o, const std::string& repo_id, const std::string& rev,
                         const std::string& filename) {
-  return o.endpoint + "/" + repo_id + "/resolve/" + url_escape(rev, false) + "/" +
-         url_escape(filename, true);
+  return o.endpoint + "/" + repo_id + "/resolve/" + storage::percent_encode(rev) + "/" +
+         storage::percent_encode(filename, /*keep_slash=*/true);
 }
 
 FileMeta file_metadata(const Http& http, const HubOptions& o, const std::string& repo_id,
@@ -625,7 +611,7 @@ fs::path resolve_model(const std::string& model, const HubOptions& o) {
   Http http(o);
   // The repo listing gives the commit and the file names in one request.
   const std::string api =
-      o.endpoint + "/api/models/" + model + "/revision/" + url_escape(o.revision, false);
+      o.endpoint + "/api/models/" + model + "/revision/" + storage::percent_encode(o.revision);
   HttpResult r = http.follow("GET", api);
   if (r.curl != CURLE_OK || r.status >= 400) {
     if (r.curl != CURLE_OK) {

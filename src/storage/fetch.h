@@ -1,6 +1,6 @@
 // The bytes a URL names, as tasks.inference_task receives it from clients: a local path (or
-// file:// URL) under a configured root, http(s)://, or gs://bucket/object (storage/gcs.h). Everything is bounded: the size, the
-// time, the redirects; local reads stay inside the roots (symlinks included) and, unless
+// file:// URL) under a configured root, http(s)://, or gs://bucket/object (storage/gcs.h).
+// Everything is bounded: the size, the time, the redirects; local reads stay inside the roots (symlinks included) and, unless
 // allowed, http(s) never connects to loopback, private or link-local addresses (checked on the
 // address actually connected to, so redirects and DNS answers cannot get around it).
 #pragma once
@@ -53,6 +53,10 @@ struct FetchError : std::runtime_error {
 // The whole object. Throws FetchError; the message names the URL without its query string or
 // credentials (they may hold secrets).
 std::string fetch(const std::string& url, const FetchOptions& options);
+
+// RFC 3986 percent-encoding of a path segment or query value: everything but letters, digits
+// and "-._~" (and "/" when keep_slash) becomes %XX.
+std::string percent_encode(const std::string& s, bool keep_slash = false);
 
 // The URL as it may be logged: user:password@ and everything from '?' on removed.
 std::string redact_url(const std::string& url);

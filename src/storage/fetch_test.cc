@@ -91,6 +91,12 @@ TEST(Fetch, NamesMissingTooLargeAndUnsupported) {
   }
 }
 
+TEST(Fetch, PercentEncodesAllButUnreservedCharacters) {
+  EXPECT_EQ(percent_encode("dir/a b+c~._-Z9"), "dir%2Fa%20b%2Bc~._-Z9");
+  EXPECT_EQ(percent_encode("dir/a b", /*keep_slash=*/true), "dir/a%20b");
+  EXPECT_EQ(percent_encode("\xc3\xa9"), "%C3%A9");
+}
+
 TEST(Fetch, RedactsCredentialsAndQueries) {
   EXPECT_EQ(redact_url("https://user:pw@host:1/a/b?token=s3cret"), "https://host:1/a/b");
   EXPECT_EQ(redact_url("http://host/a@b"), "http://host/a@b");

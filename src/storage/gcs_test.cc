@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "celery/codec.h"
 #include "storage/loopback_server_test_util.h"
 
 namespace celeriac::storage {
@@ -26,11 +27,7 @@ using Json = nlohmann::json;
 std::string base64url_decode(std::string s) {
   for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
   while (s.size() % 4) s += '=';
-  std::string out(s.size(), '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  out.resize(n - (s.size() - s.find_last_not_of('=') - 1));
-  return out;
+  return celery::base64_decode(s);
 }
 
 std::string form_field(const std::string& request, const std::string& name) {

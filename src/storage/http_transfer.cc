@@ -112,5 +112,4 @@ std::string http_transfer(const HttpCall& call, const FetchOptions& options) {
   return std::move(t.body);
 }
 
-
 }  // namespace celeriac::storage
