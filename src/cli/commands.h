@@ -18,5 +18,7 @@ void add_image_commands(CLI::App& app, int& exit_code);
 void add_florence_text_commands(CLI::App& app, int& exit_code);
 // caption (caption_commands.cc)
 void add_caption_command(CLI::App& app, int& exit_code);
+// app (app_commands.cc)
+void add_app_command(CLI::App& app, int& exit_code);
 
 }  // namespace celeriac::cli

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   celeriac::cli::add_image_commands(app, exit_code);
   celeriac::cli::add_florence_text_commands(app, exit_code);
   celeriac::cli::add_caption_command(app, exit_code);
+  celeriac::cli::add_app_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

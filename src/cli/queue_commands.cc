@@ -10,6 +10,7 @@
 
 #include "celery/codec.h"
 #include "cli/commands.h"
+#include "cli/common_flags.h"
 #include "client/app.h"
 #include "tasks/builtin_tasks.h"
 #include "tasks/inference_task.h"
@@ -18,15 +19,6 @@
 
 namespace celeriac::cli {
 namespace {
-
-// Celery's environment variables, most specific first.
-std::string env_or(const char* a, const char* b, const std::string& fallback) {
-  if (const char* v = std::getenv(a); v && *v) return v;
-  if (b) {
-    if (const char* v = std::getenv(b); v && *v) return v;
-  }
-  return fallback;
-}
 
 std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> out;
@@ -39,12 +31,6 @@ std::vector<std::string> split_commas(const std::string& text) {
     start = end + 1;
   }
   return out;
-}
-
-void set_log_level(const std::string& level) {
-  auto l = spdlog::level::from_str(level == "warning" ? "warn" : level);
-  spdlog::set_level(l == spdlog::level::off && level != "off" ? spdlog::level::info : l);
-  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
 }
 
 // tasks.inference_task's settings, the same on `worker` and on its pool children.
@@ -88,13 +74,14 @@ struct InferenceFlags {
 
   // The same settings as arguments for a pool child.
   std::vector<std::string> argv() const {
-    std::vector<std::string> out = {"--model", options.engine.model, "--max-image-bytes",
-                                    std::to_string(options.fetch.max_bytes), "--fetch-timeout",
-                                    std::to_string(options.fetch.timeout_s)};
+    std::vector<std::string> out = {"--model",           options.engine.model,
+                                    "--max-image-bytes", std::to_string(options.fetch.max_bytes),
+                                    "--fetch-timeout",   std::to_string(options.fetch.timeout_s)};
     for (const auto& r : roots) out.insert(out.end(), {"--files-root", r});
     if (options.fetch.allow_private_network) out.push_back("--allow-private-urls");
     if (num_beams) out.insert(out.end(), {"--num-beams", std::to_string(*num_beams)});
-    if (max_new_tokens) out.insert(out.end(), {"--max-new-tokens", std::to_string(*max_new_tokens)});
+    if (max_new_tokens)
+      out.insert(out.end(), {"--max-new-tokens", std::to_string(*max_new_tokens)});
     if (options.engine.bf16_decoder) out.push_back("--bf16-decoder");
     out.insert(out.end(), {"--max-batch", std::to_string(options.max_batch)});
     return out;

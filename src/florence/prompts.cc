@@ -88,6 +88,13 @@ std::string construct_prompt(std::string_view text) {
   return prompt;
 }
 
+std::vector<std::string_view> task_tokens() {
+  std::vector<std::string_view> out;
+  for (auto [token, tmpl] : kWithoutInput) out.push_back(token);
+  for (auto [token, tmpl] : kWithInput) out.push_back(token);
+  return out;
+}
+
 bool is_task_token(std::string_view task) {
   for (auto [token, _] : kWithoutInput) {
     if (token == task) return true;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace celeriac::florence {
 
@@ -41,6 +42,8 @@ std::string construct_prompt(std::string_view text);
 
 // True for the 15 task tokens of florence2.md 12.
 bool is_task_token(std::string_view task);
+// The 15 task tokens, those without input first (the processor's table order).
+std::vector<std::string_view> task_tokens();
 // True for the tasks whose prompt template takes `{input}`.
 bool task_takes_input(std::string_view task);
 // True for the <REGION_TO_*> tasks, whose input is a region ("<loc_x1><loc_y1><loc_x2><loc_y2>").

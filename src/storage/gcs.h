@@ -15,6 +15,12 @@ namespace celeriac::storage {
 // be read or are refused, and the download's own kinds (not_found for a missing object).
 std::string fetch_gcs(const std::string& url, const FetchOptions& options);
 
+// Writes `bytes` as gs://bucket/object (a media upload: POST
+// <endpoint>/upload/storage/v1/b/<bucket>/o?uploadType=media&name=<object>) with the same
+// credentials; an existing object of that name is replaced. Throws FetchError as fetch_gcs.
+void put_gcs(const std::string& url, const std::string& bytes, const std::string& content_type,
+             const FetchOptions& options);
+
 // The media download URL of an object (names percent-encoded, "/" included). For tests.
 std::string gcs_media_url(const std::string& endpoint, const std::string& bucket,
                           const std::string& object);

@@ -35,20 +35,26 @@ std::string form_field(const std::string& request, const std::string& name) {
   const size_t at = body.find(name + "=");
   if (at == std::string::npos) return "";
   const size_t end = body.find('&', at);
-  return body.substr(at + name.size() + 1, end == std::string::npos ? std::string::npos : end - at - name.size() - 1);
+  return body.substr(at + name.size() + 1,
+                     end == std::string::npos ? std::string::npos : end - at - name.size() - 1);
 }
 
 struct ServiceAccount {
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key{EVP_RSA_gen(2048), EVP_PKEY_free};
-  fs::path file = fs::temp_directory_path() / ("celeriac-gcs-" + std::to_string(::getpid()) + "-" +
-                                               std::to_string(reinterpret_cast<uintptr_t>(this)) + ".json");
+  fs::path file =
+      fs::temp_directory_path() / ("celeriac-gcs-" + std::to_string(::getpid()) + "-" +
+                                   std::to_string(reinterpret_cast<uintptr_t>(this)) + ".json");
   ServiceAccount(const std::string& token_uri) {
     std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
     PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
     char* data = nullptr;
     const long n = BIO_get_mem_data(bio.get(), &data);
-    std::ofstream(file) << Json{{"type", "service_account"}, {"client_email", "reader@proj.iam.gserviceaccount.com"},
-                                {"private_key", std::string(data, n)}, {"token_uri", token_uri}}.dump();
+    std::ofstream(file) << Json{
+        {"type", "service_account"},
+        {"client_email", "reader@proj.iam.gserviceaccount.com"},
+        {"private_key", std::string(data, n)},
+        {"token_uri",
+         token_uri}}.dump();
   }
   ~ServiceAccount() { fs::remove(file); }
   bool verifies(const std::string& jwt) const {
@@ -56,8 +62,9 @@ struct ServiceAccount {
     const std::string input = jwt.substr(0, dot), sig = base64url_decode(jwt.substr(dot + 1));
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     return EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
-           EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                            reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+           EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                            sig.size(), reinterpret_cast<const unsigned char*>(input.data()),
+                            input.size()) == 1;
   }
 };
 
@@ -66,7 +73,9 @@ std::string fake_google(const std::string& request) {
   if (request.rfind("POST /token ", 0) == 0) {
     return form_field(request, "assertion").empty()
                ? http_response("400 Bad Request", R"({"error":"invalid_grant"})")
-               : http_response("200 OK", R"({"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"})");
+               : http_response(
+                     "200 OK",
+                     R"({"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"})");
   }
   if (request.rfind("GET /storage/v1/b/bkt/o/dir%2Fimg%201.png?alt=media ", 0) == 0) {
     return request.find("Authorization: Bearer tok-1\r\n") != std::string::npos
@@ -84,7 +93,8 @@ FetchOptions against(const LoopbackServer& google, const std::string& credential
   return o;
 }
 
-FetchErrorKind kind_of(const std::string& url, const FetchOptions& options, std::string* message = nullptr) {
+FetchErrorKind kind_of(const std::string& url, const FetchOptions& options,
+                       std::string* message = nullptr) {
   try {
     fetch_gcs(url, options);
   } catch (const FetchError& e) {
@@ -110,10 +120,12 @@ TEST(Gcs, ServiceAccountSignsAJwtAndReusesItsToken) {
   for (const std::string& r : google.requests())
     if (r.rfind("POST /token ", 0) == 0) tokens.push_back(r);
   ASSERT_EQ(tokens.size(), 1u);  // the second download used the cached token
-  EXPECT_EQ(form_field(tokens[0], "grant_type"), "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer");
+  EXPECT_EQ(form_field(tokens[0], "grant_type"),
+            "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer");
   const std::string jwt = form_field(tokens[0], "assertion");
   EXPECT_TRUE(account.verifies(jwt));
-  const Json claims = Json::parse(base64url_decode(jwt.substr(jwt.find('.') + 1, jwt.rfind('.') - jwt.find('.') - 1)));
+  const Json claims = Json::parse(
+      base64url_decode(jwt.substr(jwt.find('.') + 1, jwt.rfind('.') - jwt.find('.') - 1)));
   EXPECT_EQ(claims["iss"], "reader@proj.iam.gserviceaccount.com");
   EXPECT_EQ(claims["aud"], google.url("/token"));
   EXPECT_EQ(claims["scope"], "https://www.googleapis.com/auth/devstorage.read_only");
@@ -128,7 +140,8 @@ TEST(Gcs, MissingObjectsAndRefusedCredentialsAreNamed) {
   EXPECT_EQ(kind_of("gs://bkt", o), FetchErrorKind::bad_url);
   EXPECT_EQ(kind_of("gs:///object", o), FetchErrorKind::bad_url);
 
-  LoopbackServer refusing([](const std::string&) { return http_response("400 Bad Request", "{}"); });
+  LoopbackServer refusing(
+      [](const std::string&) { return http_response("400 Bad Request", "{}"); });
   ServiceAccount stranger(refusing.url("/token"));
   o.gcs_credentials = stranger.file;
   std::string message;
@@ -149,6 +162,29 @@ TEST(Gcs, AnonymousAccessSendsNoToken) {
   FetchOptions o = against(google, "/nonexistent/creds.json");
   o.gcs_anonymous = true;  // STORAGE_EMULATOR_HOST
   EXPECT_EQ(fetch_gcs("gs://bkt/x.png", o), "PUBLIC");
+}
+
+TEST(Gcs, UploadsPostTheBytesWithAWriteScopedToken) {
+  LoopbackServer google([](const std::string& r) {
+    if (r.rfind("POST /token ", 0) == 0)
+      return http_response("200 OK", R"({"access_token":"tok-w","expires_in":3600})");
+    if (r.rfind("POST /upload/storage/v1/b/bkt/o?uploadType=media&name=up%2Fab.png ", 0) == 0 &&
+        r.find("Authorization: Bearer tok-w\r\n") != std::string::npos)
+      return http_response("200 OK", R"({"name":"up/ab.png"})");
+    return http_response("403 Forbidden", "{}");
+  });
+  ServiceAccount account(google.url("/token"));
+  FetchOptions o = against(google, account.file);
+  put_gcs("gs://bkt/up/ab.png", std::string("PNG\0BYTES", 9), "image/png", o);
+  const std::vector<std::string> requests = google.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  const std::string jwt = form_field(requests[0], "assertion");
+  const Json claims = Json::parse(
+      base64url_decode(jwt.substr(jwt.find('.') + 1, jwt.rfind('.') - jwt.find('.') - 1)));
+  EXPECT_EQ(claims["scope"], "https://www.googleapis.com/auth/devstorage.read_write");
+  EXPECT_NE(requests[1].find("Content-Type: image/png\r\n"), std::string::npos);
+  EXPECT_EQ(requests[1].substr(requests[1].size() - 9), std::string("PNG\0BYTES", 9));
+  EXPECT_THROW(put_gcs("gs://bkt/other.png", "x", "image/png", o), FetchError);  // 403
 }
 
 }  // namespace
